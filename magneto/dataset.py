@@ -1,0 +1,331 @@
+"""Datasets of (image, tags, targets) and the batch collator.
+
+Items are encoded against the vocabulary once (unknown tags are counted and reported, never a
+crash). Batches are padded only to their longest item and carry a PyTorch-style
+``padding_mask`` (True where a position is padding). Images that are missing or fail to decode
+are reported by item id and, under the ``skip`` policy, left out of the batch; no other item is
+ever put in their place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from magneto.annotations import Annotation
+from magneto.augment import add_outliers
+from magneto.errors import ImageError
+from magneto.images import DEFAULT_MAX_PIXELS, decode_hint, decode_image, make_transform
+from magneto.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+BadImagePolicy = Literal["skip", "fail"]
+TagTransform = Callable[[list[int], list[int], np.random.Generator], tuple[list[int], list[int]]]
+
+
+@dataclass(frozen=True)
+class EncodedItem:
+    """An item with its tags as vocabulary indices."""
+
+    item_id: str
+    tags: np.ndarray  # int64 (n,)
+    targets: np.ndarray | None  # float32 (n,), 1 = important
+    image: str  # path relative to the image directory
+    outliers: np.ndarray | None = None  # bool (n,), True for tags added as outliers
+
+
+@dataclass
+class DataReport:
+    """What was left out while building a dataset, for the user to see."""
+
+    unknown_tags: Counter = field(default_factory=Counter)
+    items_without_known_tags: list[str] = field(default_factory=list)
+    missing_images: list[str] = field(default_factory=list)
+
+    def lines(self, max_ids: int = 10) -> list[str]:
+        out: list[str] = []
+        if self.unknown_tags:
+            common = ", ".join(f"{t!r} x{n}" for t, n in self.unknown_tags.most_common(5))
+            out.append(
+                f"{sum(self.unknown_tags.values())} unknown tag occurrences "
+                f"({len(self.unknown_tags)} distinct) were ignored; most common: {common}"
+            )
+        if self.items_without_known_tags:
+            out.append(
+                f"{len(self.items_without_known_tags)} items had no known tag and were skipped: "
+                + _ids(self.items_without_known_tags, max_ids)
+            )
+        if self.missing_images:
+            out.append(
+                f"{len(self.missing_images)} items have no image file and were skipped: "
+                + _ids(self.missing_images, max_ids)
+            )
+        return out
+
+
+def _ids(ids: Sequence[str], limit: int) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
+def encode_annotations(
+    records: Sequence[Annotation], vocabulary: Vocabulary, report: DataReport | None = None
+) -> tuple[list[EncodedItem], DataReport]:
+    """Map tags to indices; tags the vocabulary lacks are dropped with their labels and reported."""
+    report = report or DataReport()
+    items: list[EncodedItem] = []
+    for record in records:
+        indices: list[int] = []
+        targets: list[float] = []
+        for pos, tag in enumerate(record.tags):
+            idx = vocabulary.get(tag)
+            if idx is None:
+                report.unknown_tags[tag] += 1
+                continue
+            indices.append(idx)
+            if record.labels is not None:
+                targets.append(float(record.labels[pos]))
+        if not indices:
+            report.items_without_known_tags.append(record.item_id)
+            continue
+        items.append(
+            EncodedItem(
+                item_id=record.item_id,
+                tags=np.asarray(indices, dtype=np.int64),
+                targets=np.asarray(targets, dtype=np.float32)
+                if record.labels is not None
+                else None,
+                image=record.image_path,
+            )
+        )
+    return items, report
+
+
+def with_outliers(
+    items: Sequence[EncodedItem], k: int, vocab_size: int, seed: int
+) -> list[EncodedItem]:
+    """Add ``k`` random absent vocabulary tags (target 0) to every item, flagged as outliers."""
+    rng = np.random.default_rng(seed)
+    out: list[EncodedItem] = []
+    for item in items:
+        tags, flags = add_outliers(item.tags.tolist(), k, vocab_size, rng)
+        targets = None
+        if item.targets is not None:
+            targets = np.concatenate(
+                [item.targets, np.zeros(len(tags) - len(item.tags), np.float32)]
+            )
+        out.append(
+            replace(
+                item,
+                tags=np.asarray(tags, dtype=np.int64),
+                targets=targets,
+                outliers=np.asarray(flags, dtype=bool),
+            )
+        )
+    return out
+
+
+@dataclass
+class Sample:
+    """One loaded item, before batching."""
+
+    item_id: str
+    image: torch.Tensor | None
+    tags: torch.Tensor
+    targets: torch.Tensor | None
+    outliers: torch.Tensor | None = None
+    error: str | None = None  # set when the image could not be used (skip policy)
+
+
+class TagImageDataset(Dataset):
+    """Images and tags of encoded items, with optional TAD (or any) tag transform."""
+
+    def __init__(
+        self,
+        items: Sequence[EncodedItem],
+        image_root: str | Path,
+        *,
+        input_size: int = 112,
+        train: bool = False,
+        augment_images: bool | None = None,
+        tag_transform: TagTransform | None = None,
+        on_bad_image: BadImagePolicy = "skip",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        seed: int = 0,
+        report: DataReport | None = None,
+        check_files: bool = True,
+    ) -> None:
+        if on_bad_image not in ("skip", "fail"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'fail', not {on_bad_image!r}")
+        self.image_root = Path(image_root)
+        self.report = report or DataReport()
+        self.on_bad_image = on_bad_image
+        items = list(items)
+        if check_files:
+            items = self._drop_missing(items)
+        self.items = items
+        self.input_size = input_size
+        self.augment_images = train if augment_images is None else augment_images
+        self.transform = make_transform(input_size, train=self.augment_images)
+        self.min_side = decode_hint(input_size, train=self.augment_images)
+        self.tag_transform = tag_transform
+        self.max_pixels = max_pixels
+        self.seed = seed
+        self.epoch = 0
+
+    def _drop_missing(self, items: list[EncodedItem]) -> list[EncodedItem]:
+        if not self.image_root.is_dir():
+            raise ImageError(f"image directory not found: {self.image_root}")
+        present = [it for it in items if (self.image_root / it.image).is_file()]
+        if len(present) == len(items):
+            return items
+        missing = [it.item_id for it in items if not (self.image_root / it.image).is_file()]
+        if self.on_bad_image == "fail":
+            raise ImageError(
+                f"{len(missing)} images are missing under {self.image_root}: {_ids(missing, 10)}",
+                item_id=missing[0],
+            )
+        self.report.missing_images.extend(missing)
+        log.warning(
+            "%d items have no image file and are skipped: %s", len(missing), _ids(missing, 10)
+        )
+        return present
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tag augmentation draws depend on (seed, epoch, index) only: reproducible, resumable."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load_image(self, item: EncodedItem) -> torch.Tensor:
+        array = decode_image(
+            self.image_root / item.image, max_pixels=self.max_pixels, min_side=self.min_side
+        )
+        return self.transform(array)
+
+    def __getitem__(self, index: int) -> Sample:
+        item = self.items[index]
+        tags = item.tags.tolist()
+        targets = item.targets.tolist() if item.targets is not None else None
+        if self.tag_transform is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            tags, targets = self.tag_transform(tags, targets if targets is not None else [], rng)
+        sample = Sample(
+            item_id=item.item_id,
+            image=None,
+            tags=torch.tensor(tags, dtype=torch.long),
+            targets=torch.tensor(targets, dtype=torch.float32) if targets is not None else None,
+            outliers=torch.from_numpy(item.outliers) if item.outliers is not None else None,
+        )
+        try:
+            sample.image = self.load_image(item)
+        except ImageError as exc:
+            if self.on_bad_image == "fail":
+                raise ImageError(f"item {item.item_id}: {exc}", item_id=item.item_id) from None
+            sample.error = str(exc)
+        return sample
+
+
+@dataclass
+class Batch:
+    """A padded batch. ``padding_mask`` is True at padding, as in PyTorch attention modules."""
+
+    item_ids: list[str]
+    images: torch.Tensor
+    tags: torch.Tensor  # long (B, L)
+    padding_mask: torch.Tensor  # bool (B, L)
+    targets: torch.Tensor | None  # float (B, L), 0 at padding
+    outliers: torch.Tensor | None = None  # bool (B, L)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (item_id, reason)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        return replace(
+            self,
+            images=move(self.images),
+            tags=move(self.tags),
+            padding_mask=move(self.padding_mask),
+            targets=move(self.targets),
+            outliers=move(self.outliers),
+        )
+
+    def pin_memory(self) -> Batch:
+        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.pin_memory()
+
+        return replace(
+            self,
+            images=pin(self.images),
+            tags=pin(self.tags),
+            padding_mask=pin(self.padding_mask),
+            targets=pin(self.targets),
+            outliers=pin(self.outliers),
+        )
+
+
+class Collator:
+    """Pads a list of samples to the longest one; drops samples whose image failed."""
+
+    def __init__(self, padding_index: int) -> None:
+        self.padding_index = padding_index
+
+    def __call__(self, samples: Sequence[Sample]) -> Batch:
+        skipped = [(s.item_id, s.error) for s in samples if s.error is not None]
+        good = [s for s in samples if s.error is None]
+        if not good:
+            return Batch(
+                item_ids=[],
+                images=torch.empty(0),
+                tags=torch.empty(0, 0, dtype=torch.long),
+                padding_mask=torch.empty(0, 0, dtype=torch.bool),
+                targets=None,
+                skipped=skipped,  # type: ignore[arg-type]
+            )
+        return pad_samples(good, self.padding_index, skipped)  # type: ignore[arg-type]
+
+
+def pad_samples(
+    samples: Sequence[Sample], padding_index: int, skipped: list[tuple[str, str]] | None = None
+) -> Batch:
+    """Stack samples into a batch padded to the longest tag list."""
+    length = max(len(s.tags) for s in samples)
+    size = len(samples)
+    tags = torch.full((size, length), padding_index, dtype=torch.long)
+    padding_mask = torch.ones((size, length), dtype=torch.bool)
+    has_targets = samples[0].targets is not None
+    targets = torch.zeros((size, length), dtype=torch.float32) if has_targets else None
+    has_outliers = samples[0].outliers is not None
+    outliers = torch.zeros((size, length), dtype=torch.bool) if has_outliers else None
+    for row, sample in enumerate(samples):
+        n = len(sample.tags)
+        tags[row, :n] = sample.tags
+        padding_mask[row, :n] = False
+        if targets is not None and sample.targets is not None:
+            targets[row, :n] = sample.targets
+        if outliers is not None and sample.outliers is not None:
+            outliers[row, :n] = sample.outliers
+    images = torch.stack([s.image for s in samples])  # type: ignore[misc]
+    return Batch(
+        item_ids=[s.item_id for s in samples],
+        images=images,
+        tags=tags,
+        padding_mask=padding_mask,
+        targets=targets,
+        outliers=outliers,
+        skipped=skipped or [],
+    )

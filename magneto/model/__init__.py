@@ -1,0 +1,23 @@
+"""MAGNeto and its baselines behind one builder and one config model."""
+
+from magneto.model.architectures import (
+    ARCHITECTURES,
+    FeedForwardBaseline,
+    ImageTagTransformer,
+    Magneto,
+    ModelOutput,
+    TagTransformer,
+    build_model,
+)
+from magneto.model.config import ModelConfig
+
+__all__ = [
+    "ARCHITECTURES",
+    "FeedForwardBaseline",
+    "ImageTagTransformer",
+    "Magneto",
+    "ModelConfig",
+    "ModelOutput",
+    "TagTransformer",
+    "build_model",
+]

@@ -1,0 +1,164 @@
+"""MAGNeto (paper Fig. 2d) and the baselines FF, TF-t and TF-it (Fig. 2a-c).
+
+Every model takes ``(images, tags, padding_mask)`` and returns a :class:`ModelOutput` of
+per-tag probabilities. Tags are a set: there is no positional encoding, and padded positions
+never influence real ones (they are masked out of every attention).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from magneto.model.backbone import ImageFeatureExtractor
+from magneto.model.config import ModelConfig
+from magneto.model.layers import Gate, ImageStream, ResidualFeedForward, TagStream
+
+
+class ModelOutput(NamedTuple):
+    """Per-tag outputs, each ``(B, L)``; streams a model lacks are None.
+
+    ``final`` is O = alpha * O_it + (1 - alpha) * O_t for MAGNeto (the mean of the two streams
+    for the gate-less pre-training model); ``alpha`` is the gate, the weight of the image stream.
+    """
+
+    final: torch.Tensor
+    tag: torch.Tensor | None = None
+    image: torch.Tensor | None = None
+    alpha: torch.Tensor | None = None
+    tag_logits: torch.Tensor | None = None
+    image_logits: torch.Tensor | None = None
+
+
+class TagEmbedder(nn.Module):
+    """``nn.Embedding(vocab_size + 1, d_model)``; the last row is the padding vector."""
+
+    def __init__(self, vocab_size: int, d_model: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size + 1, d_model, padding_idx=vocab_size)
+
+    def forward(self, tags: torch.Tensor) -> torch.Tensor:
+        return self.embedding(tags)
+
+
+class _Base(nn.Module):
+    uses_images = False
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tag_embedder = TagEmbedder(config.vocab_size, config.d_model)
+        self.tag_dropout = nn.Dropout(config.dropout)
+
+    def _regions(
+        self, images: torch.Tensor | None, image_features: torch.Tensor | None
+    ) -> torch.Tensor:
+        extractor: ImageFeatureExtractor = self.image_extractor  # type: ignore[attr-defined]
+        if image_features is not None:
+            return extractor.project(image_features)
+        if images is None:
+            raise ValueError(f"{self.config.architecture} needs images")
+        return extractor(images)
+
+
+class Magneto(_Base):
+    """Two streams (tags; tags attending to the image) fused per tag by a learned gate."""
+
+    uses_images = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.tag_stream = TagStream(c.d_model, c.heads, c.d_ff, c.dropout, c.tag_layers)
+        self.image_extractor = ImageFeatureExtractor(
+            c.backbone, c.d_model, c.backbone_weights, c.frozen_stages
+        )
+        self.image_stream = ImageStream(c.d_model, c.heads, c.d_ff, c.dropout, c.image_layers)
+        self.gate = Gate(c.d_model, c.gate_d_ff or c.d_ff, c.dropout) if c.gating else None
+
+    def forward(
+        self,
+        images: torch.Tensor | None,
+        tags: torch.Tensor,
+        padding_mask: torch.Tensor,
+        image_features: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        embedded = self.tag_dropout(self.tag_embedder(tags))
+        tag_features, tag_logits = self.tag_stream(embedded, padding_mask)
+        regions = self._regions(images, image_features)
+        image_features_out, image_logits = self.image_stream(embedded, regions, padding_mask)
+        o_t = torch.sigmoid(tag_logits)
+        o_it = torch.sigmoid(image_logits)
+        if self.gate is None:
+            return ModelOutput(0.5 * (o_t + o_it), o_t, o_it, None, tag_logits, image_logits)
+        alpha = self.gate(tag_features, image_features_out)
+        final = alpha * o_it + (1.0 - alpha) * o_t
+        return ModelOutput(final, o_t, o_it, alpha, tag_logits, image_logits)
+
+
+class FeedForwardBaseline(_Base):
+    """FF: residual feed-forward blocks on each tag alone (tags only, no tag interaction)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.blocks = nn.Sequential(
+            *[ResidualFeedForward(c.d_model, c.d_ff, c.dropout) for _ in range(c.tag_layers)]
+        )
+        self.head = nn.Linear(c.d_model, 1)
+
+    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+        features = torch.relu(self.blocks(self.tag_dropout(self.tag_embedder(tags))))
+        logits = self.head(features).squeeze(-1)
+        probs = torch.sigmoid(logits)
+        return ModelOutput(probs, tag=probs, tag_logits=logits)
+
+
+class TagTransformer(_Base):
+    """TF-t: the tag stream alone."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.tag_stream = TagStream(c.d_model, c.heads, c.d_ff, c.dropout, c.tag_layers)
+
+    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+        _, logits = self.tag_stream(self.tag_dropout(self.tag_embedder(tags)), padding_mask)
+        probs = torch.sigmoid(logits)
+        return ModelOutput(probs, tag=probs, tag_logits=logits)
+
+
+class ImageTagTransformer(_Base):
+    """TF-it: the image stream alone (tags attend to image regions, then a Transformer)."""
+
+    uses_images = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.image_extractor = ImageFeatureExtractor(
+            c.backbone, c.d_model, c.backbone_weights, c.frozen_stages
+        )
+        self.image_stream = ImageStream(c.d_model, c.heads, c.d_ff, c.dropout, c.image_layers)
+
+    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+        embedded = self.tag_dropout(self.tag_embedder(tags))
+        regions = self._regions(images, image_features)
+        _, logits = self.image_stream(embedded, regions, padding_mask)
+        probs = torch.sigmoid(logits)
+        return ModelOutput(probs, image=probs, image_logits=logits)
+
+
+ARCHITECTURES: dict[str, type[_Base]] = {
+    "magneto": Magneto,
+    "ff": FeedForwardBaseline,
+    "tf-t": TagTransformer,
+    "tf-it": ImageTagTransformer,
+}
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """Build the network a config describes (weights random, backbone as configured)."""
+    return ARCHITECTURES[config.architecture](config)

@@ -1,0 +1,1 @@
+"""The ``magneto`` console command: composes the subcommands of the project's packages."""

@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import pickle
+import urllib.error
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torchvision import models
+
+from magneto.errors import WeightsError
+from magneto.model import ModelConfig, build_model
+from magneto.model.backbone import imagenet_weights_url
+
+ARCHS = ("magneto", "ff", "tf-t", "tf-it")
+
+
+def _inputs(batch=3, length=5, vocab=20, size=64):
+    torch.manual_seed(0)
+    images = torch.randn(batch, 3, size, size)
+    tags = torch.randint(0, vocab, (batch, length))
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    mask[0, 3:] = True
+    tags[mask] = vocab
+    return images, tags, mask
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_and_backward_on_cpu(arch):
+    model = build_model(ModelConfig(architecture=arch, vocab_size=20))
+    model.train()
+    images, tags, mask = _inputs()
+    out = model(images, tags, mask)
+    assert out.final.shape == (3, 5)
+    assert ((out.final > 0) & (out.final < 1)).all()
+    out.final[~mask].sum().backward()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)
+    assert any(p.grad.abs().sum() > 0 for p in trainable)
+    assert (out.tag is not None) == (arch in ("magneto", "ff", "tf-t"))
+    assert (out.image is not None) == (arch in ("magneto", "tf-it"))
+
+
+def test_magneto_output_is_the_gated_mix_of_both_streams():
+    model = build_model(ModelConfig(vocab_size=20)).eval()
+    out = model(*_inputs())
+    assert out.alpha.shape == (3, 5)
+    assert ((out.alpha > 0) & (out.alpha < 1)).all()
+    mix = out.alpha * out.image + (1 - out.alpha) * out.tag
+    assert torch.allclose(out.final, mix)
+    assert torch.allclose(out.tag, torch.sigmoid(out.tag_logits))
+    assert torch.allclose(out.image, torch.sigmoid(out.image_logits))
+
+
+def test_gate_less_pretraining_model_has_two_outputs():
+    model = build_model(ModelConfig(vocab_size=20, gating=False)).eval()
+    out = model(*_inputs())
+    assert out.alpha is None and model.gate is None
+    assert torch.allclose(out.final, 0.5 * (out.tag + out.image))
+
+
+def test_tags_are_a_set_outputs_follow_a_permutation():
+    model = build_model(ModelConfig(vocab_size=20)).eval()
+    images, tags, mask = _inputs()
+    perm = torch.tensor([2, 0, 1, 4, 3])
+    mask[:] = False
+    a = model(images, tags, mask).final
+    b = model(images, tags[:, perm], mask).final
+    assert torch.allclose(a[:, perm], b, atol=1e-5)
+
+
+def test_cached_trunk_features_give_the_same_output():
+    model = build_model(ModelConfig(vocab_size=20)).eval()
+    images, tags, mask = _inputs()
+    features = model.image_extractor.trunk_features(images)
+    assert features.shape == (3, 512, 2, 2)
+    assert torch.allclose(
+        model(images, tags, mask).final, model(None, tags, mask, image_features=features).final
+    )
+    with pytest.raises(ValueError, match="needs images"):
+        model(None, tags, mask)
+
+
+def test_frozen_backbone_gets_no_gradients_and_keeps_its_statistics():
+    model = build_model(ModelConfig(vocab_size=20, freeze_backbone="all"))
+    model.train()
+    extractor = model.image_extractor
+    assert all(not m.training for m in extractor.trunk)
+    before = extractor.trunk[1][0].bn1.running_mean.clone()
+    out = model(*_inputs())
+    out.final.sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in extractor.trunk.parameters())
+    assert extractor.conv.weight.grad is not None and extractor.bn.weight.grad is not None
+    assert torch.equal(before, extractor.trunk[1][0].bn1.running_mean)
+
+
+@pytest.mark.parametrize(("freeze", "frozen_modules"), [("none", 0), (0, 1), (3, 4), ("all", 5)])
+def test_freezing_the_first_k_stages(freeze, frozen_modules):
+    model = build_model(ModelConfig(vocab_size=20, freeze_backbone=freeze))
+    trunk = model.image_extractor.trunk
+    for i, module in enumerate(trunk):
+        expected = i >= frozen_modules
+        assert all(p.requires_grad == expected for p in module.parameters()), (freeze, i)
+    model.train()
+    assert [m.training for m in trunk] == [i >= frozen_modules for i in range(5)]
+    model(*_inputs()).final.sum().backward()
+    for i, module in enumerate(trunk):
+        grads = [p.grad is not None for p in module.parameters()]
+        assert all(grads) if i >= frozen_modules else not any(grads)
+
+
+def test_resnet50_large_scale_freezing():
+    config = ModelConfig(vocab_size=20, backbone="resnet50", freeze_backbone=3, d_model=64, heads=8)
+    model = build_model(config)
+    assert model.image_extractor.conv.in_channels == 2048
+    assert [any(p.requires_grad for p in m.parameters()) for m in model.image_extractor.trunk] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_imagenet_weights_offline_fail_with_one_clear_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached copy
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsError) as info:
+        build_model(ModelConfig(vocab_size=20, backbone_weights="imagenet"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "could not download the ImageNet weights for resnet18" in message
+    assert imagenet_weights_url("resnet18") in message
+    assert "--backbone-weights /path/to/resnet18-f37072fd.pth" in message
+
+
+def test_local_backbone_state_dict_file_is_loaded(tmp_path):
+    torch.manual_seed(123)
+    reference = models.resnet18()
+    plain = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), plain)
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, wrapped
+    )
+    for path in (plain, wrapped):
+        model = build_model(ModelConfig(vocab_size=20, backbone_weights=str(path)))
+        trunk = model.image_extractor.trunk
+        assert torch.equal(trunk[0][0].weight, reference.conv1.weight)
+        assert torch.equal(trunk[4][1].bn2.running_var, reference.layer4[1].bn2.running_var)
+        assert torch.equal(
+            trunk[2][0].downsample[0].weight, reference.layer2[0].downsample[0].weight
+        )
+
+
+def test_bad_backbone_files_are_refused(tmp_path):
+    wrong = tmp_path / "r50.pth"
+    torch.save(models.resnet50().state_dict(), wrong)
+    with pytest.raises(WeightsError, match="do not fit resnet18"):
+        build_model(ModelConfig(vocab_size=20, backbone_weights=str(wrong)))
+    partial = tmp_path / "partial.pth"
+    torch.save(
+        {k: v for k, v in models.resnet18().state_dict().items() if "layer4" not in k}, partial
+    )
+    with pytest.raises(WeightsError, match="missing keys"):
+        build_model(ModelConfig(vocab_size=20, backbone_weights=str(partial)))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read backbone weights"):
+        build_model(ModelConfig(vocab_size=20, backbone_weights=str(garbage)))
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(ValueError("arbitrary object")))
+    with pytest.raises(WeightsError):
+        build_model(ModelConfig(vocab_size=20, backbone_weights=str(evil)))
+    with pytest.raises(WeightsError, match="not found"):
+        build_model(ModelConfig(vocab_size=20, backbone_weights=str(tmp_path / "nope.pth")))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"vocab_size": 0},
+        {"vocab_size": 5, "d_model": 130, "heads": 4},
+        {"vocab_size": 5, "freeze_backbone": 5},
+        {"vocab_size": 5, "dropout": 1.0},
+        {"vocab_size": 5, "architecture": "bert"},
+        {"vocab_size": 5, "backbone": "vgg16"},
+        {"vocab_size": 5, "unknown_field": 1},
+    ],
+)
+def test_invalid_configs_are_rejected(bad):
+    with pytest.raises(ValidationError):
+        ModelConfig(**bad)
+
+
+def test_weights_none_spellings():
+    assert ModelConfig(vocab_size=3, backbone_weights="none").backbone_weights is None
+    assert ModelConfig(vocab_size=3, backbone_weights="").backbone_weights is None
