@@ -34,6 +34,14 @@ class Annotation:
     labels: tuple[int, ...] | None = None
     image: str | None = None
     line: int | None = None
+    source: str | None = None  # the file the record was read from
+
+    @property
+    def origin(self) -> str | None:
+        """``FILE:LINE`` of the record, for messages."""
+        if self.source is None:
+            return None
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
 
     @property
     def important_tags(self) -> tuple[str, ...]:
@@ -143,6 +151,7 @@ def build_annotation(
         labels=tuple(labels) if labels is not None else None,
         image=_check_image_field(fields.get("image"), path, line),
         line=line,
+        source=str(path),
     )
 
 

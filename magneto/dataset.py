@@ -41,6 +41,7 @@ class EncodedItem:
     targets: np.ndarray | None  # float32 (n,), 1 = important
     image: str  # path relative to the image directory
     outliers: np.ndarray | None = None  # bool (n,), True for tags added as outliers
+    origin: str | None = None  # "FILE:LINE" of the annotation, for messages
 
 
 @dataclass
@@ -105,6 +106,7 @@ def encode_annotations(
                 if record.labels is not None
                 else None,
                 image=record.image_path,
+                origin=record.origin,
             )
         )
     return items, report
@@ -188,11 +190,15 @@ class TagImageDataset(Dataset):
         present = [it for it in items if (self.image_root / it.image).is_file()]
         if len(present) == len(items):
             return items
-        missing = [it.item_id for it in items if not (self.image_root / it.image).is_file()]
+        absent = [it for it in items if not (self.image_root / it.image).is_file()]
+        missing = [it.item_id for it in absent]
         if self.on_bad_image == "fail":
+            first = absent[0]
+            where = f"{first.origin}: " if first.origin else ""
             raise ImageError(
-                f"{len(missing)} images are missing under {self.image_root}: {_ids(missing, 10)}",
-                item_id=missing[0],
+                f"{where}item {first.item_id}: image {first.image} not found under "
+                f"{self.image_root} ({len(missing)} missing in all: {_ids(missing, 10)})",
+                item_id=first.item_id,
             )
         self.report.missing_images.extend(missing)
         log.warning(
@@ -251,31 +257,25 @@ class Batch:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=non_blocking)
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
+        def apply(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else fn(t)
 
         return replace(
             self,
-            images=move(self.images),
-            tags=move(self.tags),
-            padding_mask=move(self.padding_mask),
-            targets=move(self.targets),
-            outliers=move(self.outliers),
+            images=apply(self.images),
+            tags=apply(self.tags),
+            padding_mask=apply(self.padding_mask),
+            targets=apply(self.targets),
+            outliers=apply(self.outliers),
         )
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> Batch:
-        def pin(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.pin_memory()
-
-        return replace(
-            self,
-            images=pin(self.images),
-            tags=pin(self.tags),
-            padding_mask=pin(self.padding_mask),
-            targets=pin(self.targets),
-            outliers=pin(self.outliers),
-        )
+        """Called by DataLoader(pin_memory=True) so that host-to-GPU copies can overlap."""
+        return self._map(lambda t: t.pin_memory())
 
 
 class Collator:

@@ -63,6 +63,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nus.set_defaults(handler=run_prepare_nuswide)
 
 
+def _report(title: str, lines: list[str], payload: object, as_json: bool) -> None:
+    if as_json:
+        print_json(payload)
+        return
+    print(title)
+    for line in lines:
+        print(f"  {line}")
+
+
 def run_synth(args: argparse.Namespace) -> int:
     config = SynthConfig(
         items=args.items,
@@ -73,12 +82,8 @@ def run_synth(args: argparse.Namespace) -> int:
         defects=not args.no_defects,
     )
     summary = generate(config, args.out, overwrite=args.overwrite)
-    if args.json:
-        print_json(asdict(summary))
-    else:
-        print(f"synthetic NUS-WIDE layout written to {args.out}")
-        for line in summary.lines():
-            print(f"  {line}")
+    title = f"synthetic NUS-WIDE layout written to {args.out}"
+    _report(title, summary.lines(), asdict(summary), args.json)
     return 0
 
 
@@ -91,10 +96,6 @@ def run_prepare_nuswide(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         workers=args.workers,
     )
-    if args.json:
-        print_json(asdict(summary))
-    else:
-        print(f"prepared dataset written to {args.out} (images under {summary.image_root})")
-        for line in summary.lines():
-            print(f"  {line}")
+    title = f"prepared dataset written to {args.out} (images under {summary.image_root})"
+    _report(title, summary.lines(), asdict(summary), args.json)
     return 0
