@@ -14,7 +14,9 @@ from torch import nn
 
 from magneto.model.backbone import ImageFeatureExtractor
 from magneto.model.config import ModelConfig
+from magneto.model.dropout import Dropout
 from magneto.model.layers import Gate, ImageStream, ResidualFeedForward, TagStream
+from magneto.model.packing import Packing
 
 
 class ModelOutput(NamedTuple):
@@ -43,14 +45,23 @@ class TagEmbedder(nn.Module):
         return self.embedding(tags)
 
 
+def _probs(logits: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed logits -> ``(B, L)`` probabilities and logits, 0 at padded positions."""
+    return packing.unpack(torch.sigmoid(logits)), packing.unpack(logits)
+
+
 class _Base(nn.Module):
     uses_images = False
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.tag_embedder = TagEmbedder(config.vocab_size, config.d_model)
-        self.tag_dropout = nn.Dropout(config.dropout)
+        self.tag_embedder = TagEmbedder(int(config.vocab_size or 0), config.d_model)
+        self.tag_dropout = Dropout(config.dropout)
+
+    def _embed(self, tags: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Dropped-out embeddings of the real tags, packed ``(N, d_model)``."""
+        return self.tag_dropout(self.tag_embedder(packing.pack(tags)))
 
     def _regions(
         self, images: torch.Tensor | None, image_features: torch.Tensor | None
@@ -85,17 +96,27 @@ class Magneto(_Base):
         padding_mask: torch.Tensor,
         image_features: torch.Tensor | None = None,
     ) -> ModelOutput:
-        embedded = self.tag_dropout(self.tag_embedder(tags))
-        tag_features, tag_logits = self.tag_stream(embedded, padding_mask)
+        packing = Packing(padding_mask)
+        embedded = self._embed(tags, packing)
+        tag_features, tag_logits = self.tag_stream(embedded, packing)
         regions = self._regions(images, image_features)
-        image_features_out, image_logits = self.image_stream(embedded, regions, padding_mask)
-        o_t = torch.sigmoid(tag_logits)
-        o_it = torch.sigmoid(image_logits)
+        image_features_out, image_logits = self.image_stream(embedded, regions, packing)
+        o_t, o_it = torch.sigmoid(tag_logits), torch.sigmoid(image_logits)
         if self.gate is None:
-            return ModelOutput(0.5 * (o_t + o_it), o_t, o_it, None, tag_logits, image_logits)
-        alpha = self.gate(tag_features, image_features_out)
-        final = alpha * o_it + (1.0 - alpha) * o_t
-        return ModelOutput(final, o_t, o_it, alpha, tag_logits, image_logits)
+            final = 0.5 * (o_t + o_it)
+            alpha = None
+        else:
+            alpha_packed = self.gate(tag_features, image_features_out)
+            final = alpha_packed * o_it + (1.0 - alpha_packed) * o_t
+            alpha = packing.unpack(alpha_packed)
+        return ModelOutput(
+            packing.unpack(final),
+            packing.unpack(o_t),
+            packing.unpack(o_it),
+            alpha,
+            packing.unpack(tag_logits),
+            packing.unpack(image_logits),
+        )
 
 
 class FeedForwardBaseline(_Base):
@@ -110,9 +131,9 @@ class FeedForwardBaseline(_Base):
         self.head = nn.Linear(c.d_model, 1)
 
     def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
-        features = torch.relu(self.blocks(self.tag_dropout(self.tag_embedder(tags))))
-        logits = self.head(features).squeeze(-1)
-        probs = torch.sigmoid(logits)
+        packing = Packing(padding_mask)
+        features = torch.relu(self.blocks(self._embed(tags, packing)))
+        probs, logits = _probs(self.head(features).squeeze(-1), packing)
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
@@ -125,8 +146,9 @@ class TagTransformer(_Base):
         self.tag_stream = TagStream(c.d_model, c.heads, c.d_ff, c.dropout, c.tag_layers)
 
     def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
-        _, logits = self.tag_stream(self.tag_dropout(self.tag_embedder(tags)), padding_mask)
-        probs = torch.sigmoid(logits)
+        packing = Packing(padding_mask)
+        _, logits = self.tag_stream(self._embed(tags, packing), packing)
+        probs, logits = _probs(logits, packing)
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
@@ -144,10 +166,10 @@ class ImageTagTransformer(_Base):
         self.image_stream = ImageStream(c.d_model, c.heads, c.d_ff, c.dropout, c.image_layers)
 
     def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
-        embedded = self.tag_dropout(self.tag_embedder(tags))
+        packing = Packing(padding_mask)
         regions = self._regions(images, image_features)
-        _, logits = self.image_stream(embedded, regions, padding_mask)
-        probs = torch.sigmoid(logits)
+        _, logits = self.image_stream(self._embed(tags, packing), regions, packing)
+        probs, logits = _probs(logits, packing)
         return ModelOutput(probs, image=probs, image_logits=logits)
 
 
@@ -161,4 +183,6 @@ ARCHITECTURES: dict[str, type[_Base]] = {
 
 def build_model(config: ModelConfig) -> nn.Module:
     """Build the network a config describes (weights random, backbone as configured)."""
+    if config.vocab_size is None:
+        raise ValueError("the model config needs vocab_size (the number of tags)")
     return ARCHITECTURES[config.architecture](config)

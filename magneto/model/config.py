@@ -18,7 +18,9 @@ class ModelConfig(BaseModel):
     architecture: Architecture = Field(
         "magneto", description="magneto, or a baseline: ff, tf-t (tags only), tf-it (image+tags)"
     )
-    vocab_size: int = Field(..., gt=0, description="number of tags; index vocab_size is padding")
+    vocab_size: int | None = Field(
+        None, gt=0, description="number of tags (index vocab_size is padding); set from the data"
+    )
     d_model: int = Field(128, gt=0)
     heads: int = Field(4, gt=0)
     tag_layers: int = Field(2, ge=1, description="M: Transformer layers of the tag stream")

@@ -1,23 +1,81 @@
-"""Building blocks shared by MAGNeto and its baselines."""
+"""Building blocks shared by MAGNeto and its baselines, working on packed tokens.
+
+The Transformer encoder here computes exactly what ``nn.TransformerEncoder`` of post-norm
+``nn.TransformerEncoderLayer``s (ReLU feed-forward) computes on the real positions, with the
+same parameter names and shapes, but runs its position-wise parts on the real tokens only
+(see :mod:`magneto.model.packing`).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from magneto.model.dropout import Dropout
+from magneto.model.packing import Packing
 
-def transformer_encoder(d_model: int, heads: int, d_ff: int, dropout: float, layers: int):
-    """Post-norm Transformer encoder with ReLU feed-forward (the paper's configuration)."""
-    layer = nn.TransformerEncoderLayer(
-        d_model=d_model,
-        nhead=heads,
-        dim_feedforward=d_ff,
-        dropout=dropout,
-        activation="relu",
-        batch_first=True,
-        norm_first=False,
-    )
-    return nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+
+def _heads(x: torch.Tensor, batch: int, length: int, heads: int) -> torch.Tensor:
+    """``(B, L, d)`` -> ``(B, heads, L, d / heads)``."""
+    return x.view(batch, length, heads, -1).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """``(B, heads, L, dh)`` -> ``(B, L, heads * dh)``."""
+    b, h, length, dh = x.shape
+    return x.transpose(1, 2).reshape(b, length, h * dh)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer (self-attention, ReLU feed-forward)."""
+
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(d_model, d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.heads = heads
+        self.attention_dropout = dropout
+
+    def attend(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        attn = self.self_attn
+        qkv = packing.unpack(F.linear(x, attn.in_proj_weight, attn.in_proj_bias))
+        q, k, v = (_heads(t, packing.batch, packing.length, self.heads) for t in qkv.chunk(3, -1))
+        keep = ~packing.padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=keep,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
+        return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
+
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        x = self.norm1(x + self.dropout1(self.attend(x, packing)))
+        ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(ff))
+
+
+class Encoder(nn.Module):
+    """A stack of :class:`EncoderLayer` (state-dict compatible with ``nn.TransformerEncoder``)."""
+
+    def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            [EncoderLayer(d_model, heads, d_ff, dropout) for _ in range(layers)]
+        )
+
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, packing)
+        return x
 
 
 class TagStream(nn.Module):
@@ -25,13 +83,13 @@ class TagStream(nn.Module):
 
     def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, layers: int) -> None:
         super().__init__()
-        self.encoder = transformer_encoder(d_model, heads, d_ff, dropout, layers)
+        self.encoder = Encoder(d_model, heads, d_ff, dropout, layers)
         self.head = nn.Linear(d_model, 1)
 
     def forward(
-        self, embedded: torch.Tensor, padding_mask: torch.Tensor
+        self, embedded: torch.Tensor, packing: Packing
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        features = torch.relu(self.encoder(embedded, src_key_padding_mask=padding_mask))
+        features = torch.relu(self.encoder(embedded, packing))
         return features, self.head(features).squeeze(-1)
 
 
@@ -41,16 +99,33 @@ class ImageStream(nn.Module):
     def __init__(self, d_model: int, heads: int, d_ff: int, dropout: float, layers: int) -> None:
         super().__init__()
         self.attention = nn.MultiheadAttention(d_model, heads, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = transformer_encoder(d_model, heads, d_ff, dropout, layers)
+        self.dropout = Dropout(dropout)
+        self.encoder = Encoder(d_model, heads, d_ff, dropout, layers)
         self.head = nn.Linear(d_model, 1)
+        self.heads = heads
+        self.attention_dropout = dropout
+
+    def attend(
+        self, embedded: torch.Tensor, regions: torch.Tensor, packing: Packing
+    ) -> torch.Tensor:
+        """Multi-head attention: packed tag vectors are queries, regions keys and values."""
+        attn = self.attention
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        batch, n_regions = regions.shape[:2]
+        q = _heads(packing.unpack(F.linear(embedded, w_q, b_q)), batch, packing.length, self.heads)
+        k = _heads(F.linear(regions, w_k, b_k), batch, n_regions, self.heads)
+        v = _heads(F.linear(regions, w_v, b_v), batch, n_regions, self.heads)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
     def forward(
-        self, embedded: torch.Tensor, regions: torch.Tensor, padding_mask: torch.Tensor
+        self, embedded: torch.Tensor, regions: torch.Tensor, packing: Packing
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        fused, _ = self.attention(embedded, regions, regions, need_weights=False)
-        fused = self.dropout(torch.relu(fused))
-        features = torch.relu(self.encoder(fused, src_key_padding_mask=padding_mask))
+        fused = self.dropout(torch.relu(self.attend(embedded, regions, packing)))
+        features = torch.relu(self.encoder(fused, packing))
         return features, self.head(features).squeeze(-1)
 
 
@@ -60,10 +135,10 @@ class Gate(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(2 * d_model, d_ff),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(d_ff, 1),
         )
 
@@ -78,9 +153,9 @@ class ResidualFeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
         super().__init__()
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+            nn.Linear(d_model, d_ff), nn.ReLU(), Dropout(dropout), nn.Linear(d_ff, d_model)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

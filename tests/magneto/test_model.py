@@ -32,7 +32,9 @@ def test_forward_and_backward_on_cpu(arch):
     images, tags, mask = _inputs()
     out = model(images, tags, mask)
     assert out.final.shape == (3, 5)
-    assert ((out.final > 0) & (out.final < 1)).all()
+    real = out.final[~mask]
+    assert ((real > 0) & (real < 1)).all()
+    assert (out.final[mask] == 0).all()  # padded positions are 0, never a score
     out.final[~mask].sum().backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None for p in trainable)
@@ -43,13 +45,14 @@ def test_forward_and_backward_on_cpu(arch):
 
 def test_magneto_output_is_the_gated_mix_of_both_streams():
     model = build_model(ModelConfig(vocab_size=20)).eval()
-    out = model(*_inputs())
+    images, tags, mask = _inputs()
+    out = model(images, tags, mask)
     assert out.alpha.shape == (3, 5)
-    assert ((out.alpha > 0) & (out.alpha < 1)).all()
+    assert ((out.alpha[~mask] > 0) & (out.alpha[~mask] < 1)).all()
     mix = out.alpha * out.image + (1 - out.alpha) * out.tag
     assert torch.allclose(out.final, mix)
-    assert torch.allclose(out.tag, torch.sigmoid(out.tag_logits))
-    assert torch.allclose(out.image, torch.sigmoid(out.image_logits))
+    assert torch.allclose(out.tag[~mask], torch.sigmoid(out.tag_logits[~mask]))
+    assert torch.allclose(out.image[~mask], torch.sigmoid(out.image_logits[~mask]))
 
 
 def test_gate_less_pretraining_model_has_two_outputs():
@@ -184,6 +187,7 @@ def test_bad_backbone_files_are_refused(tmp_path):
     "bad",
     [
         {"vocab_size": 0},
+        {"vocab_size": -3},
         {"vocab_size": 5, "d_model": 130, "heads": 4},
         {"vocab_size": 5, "freeze_backbone": 5},
         {"vocab_size": 5, "dropout": 1.0},
@@ -200,3 +204,30 @@ def test_invalid_configs_are_rejected(bad):
 def test_weights_none_spellings():
     assert ModelConfig(vocab_size=3, backbone_weights="none").backbone_weights is None
     assert ModelConfig(vocab_size=3, backbone_weights="").backbone_weights is None
+
+
+def test_encoder_computes_what_torch_transformer_encoder_computes():
+    """Same parameters, same math as nn.TransformerEncoder (post-norm, ReLU) on real tokens."""
+    from torch import nn
+
+    from magneto.model.layers import Encoder, ImageStream
+    from magneto.model.packing import Packing
+
+    torch.manual_seed(0)
+    ours = Encoder(32, 4, 64, 0.0, 2).eval()
+    layer = nn.TransformerEncoderLayer(32, 4, 64, 0.0, batch_first=True, norm_first=False)
+    reference = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    missing = reference.load_state_dict(ours.state_dict(), strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys
+    x = torch.randn(3, 6, 32)
+    mask = torch.tensor([[False] * 6, [False] * 2 + [True] * 4, [False] * 5 + [True]])
+    packing = Packing(mask)
+    expected = reference(x, src_key_padding_mask=mask)
+    got = packing.unpack(ours(packing.pack(x), packing))
+    assert torch.allclose(got[~mask], expected[~mask], atol=1e-5)
+
+    stream = ImageStream(32, 4, 64, 0.0, 1).eval()
+    regions = torch.randn(3, 9, 32)
+    fused = stream.attend(packing.pack(x), regions, packing)
+    mha_out, _ = stream.attention(x, regions, regions, need_weights=False)
+    assert torch.allclose(packing.unpack(fused)[~mask], mha_out[~mask], atol=1e-5)
