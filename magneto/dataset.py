@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from magneto.augment import add_outliers
 from magneto.errors import ImageError
 from magneto.images import DEFAULT_MAX_PIXELS, decode_hint, decode_image, make_transform
 from magneto.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from magneto.features import CombinedFeatures, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +148,17 @@ class Sample:
     tags: torch.Tensor
     targets: torch.Tensor | None
     outliers: torch.Tensor | None = None
+    features: torch.Tensor | None = None  # cached backbone feature map, instead of the image
     error: str | None = None  # set when the image could not be used (skip policy)
 
 
 class TagImageDataset(Dataset):
-    """Images and tags of encoded items, with optional TAD (or any) tag transform."""
+    """Images (or cached backbone features, or nothing) and tags of encoded items.
+
+    ``features``: serve cached feature maps instead of decoding images. ``load_images=False``:
+    serve tags only, for the tag-only baselines. ``tag_transform`` (e.g. TAD) and image
+    augmentation draw from a generator seeded by (seed, epoch, index) only.
+    """
 
     def __init__(
         self,
@@ -165,6 +174,8 @@ class TagImageDataset(Dataset):
         seed: int = 0,
         report: DataReport | None = None,
         check_files: bool = True,
+        features: FeatureStore | CombinedFeatures | None = None,
+        load_images: bool = True,
     ) -> None:
         if on_bad_image not in ("skip", "fail"):
             raise ValueError(f"on_bad_image must be 'skip' or 'fail', not {on_bad_image!r}")
@@ -172,7 +183,11 @@ class TagImageDataset(Dataset):
         self.report = report or DataReport()
         self.on_bad_image = on_bad_image
         items = list(items)
-        if check_files:
+        self.features = features
+        self.load_images = load_images and features is None
+        if features is not None:
+            items = self._drop_uncached(items, features)
+        elif self.load_images and check_files:
             items = self._drop_missing(items)
         self.items = items
         self.input_size = input_size
@@ -206,6 +221,33 @@ class TagImageDataset(Dataset):
         )
         return present
 
+    def _drop_uncached(
+        self, items: list[EncodedItem], store: FeatureStore | CombinedFeatures
+    ) -> list[EncodedItem]:
+        """Mirror the image path: missing files go now, undecodable images in their batch."""
+        missing = set(store.missing)
+        kept = [it for it in items if it.item_id not in missing]
+        absent = [it.item_id for it in items if it.item_id in missing]
+        if absent and self.on_bad_image == "fail":
+            raise ImageError(
+                f"{len(absent)} images are missing: {_ids(absent, 10)}", item_id=absent[0]
+            )
+        if absent:
+            self.report.missing_images.extend(absent)
+            log.warning(
+                "%d items have no image file and are skipped: %s", len(absent), _ids(absent, 10)
+            )
+        unknown = [
+            it.item_id
+            for it in kept
+            if it.item_id not in store.rows and it.item_id not in store.bad
+        ]
+        if unknown:
+            raise ValueError(
+                f"{len(unknown)} items are not in the feature cache: {_ids(unknown, 5)}"
+            )
+        return kept
+
     def set_epoch(self, epoch: int) -> None:
         """Tag augmentation draws depend on (seed, epoch, index) only: reproducible, resumable."""
         self.epoch = epoch
@@ -213,18 +255,18 @@ class TagImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def load_image(self, item: EncodedItem) -> torch.Tensor:
+    def load_image(self, item: EncodedItem, seed: int | None = None) -> torch.Tensor:
         array = decode_image(
             self.image_root / item.image, max_pixels=self.max_pixels, min_side=self.min_side
         )
-        return self.transform(array)
+        return self.transform(array, seed)
 
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
         tags = item.tags.tolist()
         targets = item.targets.tolist() if item.targets is not None else None
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.tag_transform is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
             tags, targets = self.tag_transform(tags, targets if targets is not None else [], rng)
         sample = Sample(
             item_id=item.item_id,
@@ -233,8 +275,19 @@ class TagImageDataset(Dataset):
             targets=torch.tensor(targets, dtype=torch.float32) if targets is not None else None,
             outliers=torch.from_numpy(item.outliers) if item.outliers is not None else None,
         )
+        if self.features is not None:
+            reason = self.features.bad.get(item.item_id)
+            if reason is None:
+                sample.features = self.features.get(item.item_id)
+            elif self.on_bad_image == "fail":
+                raise ImageError(f"item {item.item_id}: {reason}", item_id=item.item_id)
+            else:
+                sample.error = reason
+            return sample
+        if not self.load_images:
+            return sample
         try:
-            sample.image = self.load_image(item)
+            sample.image = self.load_image(item, int(rng.integers(2**31)))
         except ImageError as exc:
             if self.on_bad_image == "fail":
                 raise ImageError(f"item {item.item_id}: {exc}", item_id=item.item_id) from None
@@ -252,6 +305,7 @@ class Batch:
     padding_mask: torch.Tensor  # bool (B, L)
     targets: torch.Tensor | None  # float (B, L), 0 at padding
     outliers: torch.Tensor | None = None  # bool (B, L)
+    features: torch.Tensor | None = None  # cached backbone feature maps (B, C, H, W)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (item_id, reason)
 
     def __len__(self) -> int:
@@ -268,6 +322,7 @@ class Batch:
             padding_mask=apply(self.padding_mask),
             targets=apply(self.targets),
             outliers=apply(self.outliers),
+            features=apply(self.features),
         )
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
@@ -319,7 +374,10 @@ def pad_samples(
             targets[row, :n] = sample.targets
         if outliers is not None and sample.outliers is not None:
             outliers[row, :n] = sample.outliers
-    images = torch.stack([s.image for s in samples])  # type: ignore[misc]
+    has_images = samples[0].image is not None
+    images = torch.stack([s.image for s in samples]) if has_images else torch.empty(0)  # type: ignore[misc]
+    has_features = samples[0].features is not None
+    features = torch.stack([s.features for s in samples]) if has_features else None  # type: ignore[misc]
     return Batch(
         item_ids=[s.item_id for s in samples],
         images=images,
@@ -327,5 +385,14 @@ def pad_samples(
         padding_mask=padding_mask,
         targets=targets,
         outliers=outliers,
+        features=features,
         skipped=skipped or [],
     )
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers: one thread each, or the workers fight the trainer for the cores."""
+    import cv2
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -144,14 +143,26 @@ def eval_pipeline(input_size: int) -> A.Compose:
     )
 
 
-def make_transform(input_size: int, *, train: bool) -> Callable[[np.ndarray], object]:
-    """Return a callable mapping an RGB array to a normalised ``(3, S, S)`` float tensor."""
-    pipeline = train_pipeline(input_size) if train else eval_pipeline(input_size)
+class ImageTransform:
+    """RGB array -> normalised ``(3, S, S)`` float tensor; random draws can be seeded per call.
 
-    def apply(image: np.ndarray):
-        return pipeline(image=image)["image"]
+    Seeding per call (from seed, epoch and item index) makes image augmentation independent
+    of worker processes and of how far a run got, so an interrupted run resumes exactly.
+    """
 
-    return apply
+    def __init__(self, input_size: int, *, train: bool) -> None:
+        self.input_size = input_size
+        self.train = train
+        self.pipeline = train_pipeline(input_size) if train else eval_pipeline(input_size)
+
+    def __call__(self, image: np.ndarray, seed: int | None = None):
+        if seed is not None and self.train:
+            self.pipeline.set_random_seed(seed)
+        return self.pipeline(image=image)["image"]
+
+
+def make_transform(input_size: int, *, train: bool) -> ImageTransform:
+    return ImageTransform(input_size, train=train)
 
 
 def decode_hint(input_size: int, *, train: bool) -> int:

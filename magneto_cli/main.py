@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from magneto import __version__
 from magneto.errors import MagnetoError
-from magneto_cli import data_commands
+from magneto_cli import data_commands, quickstart, run_commands
 from magneto_cli.common import OneLineParser
 
 
@@ -26,6 +26,8 @@ def build_parser() -> OneLineParser:
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
     data_commands.register(subparsers)
+    run_commands.register(subparsers)
+    quickstart.register(subparsers)
     return parser
 
 

@@ -37,3 +37,77 @@ def write_truncated_jpeg(path: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A small synthetic NUS-WIDE, prepared: (prepared dir, image dir)."""
+    from magneto.nuswide import prepare_nuswide
+    from magneto.synthetic import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("tiny")
+    generate(SynthConfig(items=64, unlabeled=16, seed=1, image_size=64), root / "raw")
+    prepare_nuswide(root / "raw", root / "prepared")
+    return root / "prepared", root / "raw" / "Flickr"
+
+
+def tiny_config(data, images, out, **overrides):
+    """A fast run config over ``tiny_data`` (small model, 64 px, CPU, no progress bars)."""
+    from magneto.config import RunConfig
+    from magneto.model.config import ModelConfig
+
+    model = ModelConfig(d_model=32, heads=2, d_ff=64, tag_layers=1, image_layers=1, dropout=0.1)
+    base = dict(
+        model=model,
+        data=str(data),
+        images=str(images),
+        out=str(out),
+        input_size=64,
+        epochs=2,
+        batch_size=8,
+        eval_batch_size=16,
+        workers=0,
+        progress=False,
+        augment_images=False,
+        lr=0.05,
+        pretrain_epochs=1,
+    )
+    base.update(overrides)
+    return RunConfig(**base)
+
+
+def config_flags(data, images, out, *extra: str) -> list[str]:
+    """Command-line flags equivalent to ``tiny_config``."""
+    return [
+        "--data",
+        str(data),
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+        "--input-size",
+        "64",
+        "--d-model",
+        "32",
+        "--heads",
+        "2",
+        "--d-ff",
+        "64",
+        "--tag-layers",
+        "1",
+        "--image-layers",
+        "1",
+        "--dropout",
+        "0.1",
+        "--batch-size",
+        "8",
+        "--eval-batch-size",
+        "16",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--no-augment-images",
+        "--lr",
+        "0.05",
+        *extra,
+    ]

@@ -1,0 +1,166 @@
+"""Training throughput at the paper's NUS-WIDE setting, against the bare backbone forward.
+
+ResNet-18 fully frozen, 112 px, batch 32, tag lists of 1..16 tags (l = 16), d_model 128, the
+full MAGNeto objective (BCE-Dice on three outputs) and SGD, on random data. Modes:
+
+- ``backbone``: the bare frozen trunk forward of the batch (no_grad, eval): the floor;
+- ``step``: one full training step with images in (trunk + streams + gate + loss + backward
+  + SGD), as ``magneto train`` runs it;
+- ``cached``: the same step from cached trunk features (``--feature-cache``);
+- ``reference``: the original implementation's way, for context: the trunk under autograd
+  with train-mode BatchNorm, every item padded to l, dropout by Bernoulli sampling.
+
+Timings interleave the modes round-robin in one process, so machine noise hits all of them
+alike, and the ratios compare modes measured in the same run. Peak RSS is measured per mode
+in a process of its own. Usage:
+    python benchmarks/train_throughput.py [--rounds 30] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+BATCH, L, SIZE, VOCAB = 32, 16, 112, 81
+MODES = ("backbone", "step", "cached", "reference")
+
+
+def _setup(threads: int):
+    import torch
+    from torch import nn
+
+    from magneto.losses import TotalLoss, build_loss
+    from magneto.model import ModelConfig, build_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    images = torch.randn(BATCH, 3, SIZE, SIZE)
+    lengths = torch.randint(1, L + 1, (BATCH,))
+    lengths[0] = L
+    tags = torch.randint(0, VOCAB, (BATCH, L))
+    mask = torch.arange(L)[None, :] >= lengths[:, None]
+    tags[mask] = VOCAB
+    targets = (torch.rand(BATCH, L) > 0.15).float() * ~mask
+    criterion = TotalLoss(build_loss("bce_dice"))
+
+    def trainer(model):
+        model.train()
+        optimizer = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=0.01,
+            momentum=0.9,
+            foreach=True,
+        )
+
+        def step(images_in, features, step_tags, step_mask, step_targets) -> None:
+            out = model(images_in, step_tags, step_mask, image_features=features)
+            loss, _ = criterion(out, step_targets, step_mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    model = build_model(ModelConfig(vocab_size=VOCAB))
+    extractor = model.image_extractor
+    with torch.no_grad():
+        features = extractor.trunk_features(images)
+    step = trainer(model)
+
+    reference = build_model(ModelConfig(vocab_size=VOCAB))
+    ref_extractor = reference.image_extractor
+    for module in list(reference.modules()):  # Bernoulli dropout, as in PyTorch
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(module, child_name, nn.Dropout(child.p))
+    ref_step = trainer(reference)
+    ref_extractor.trunk.train()  # frozen weights, BatchNorm in train mode, under autograd
+    ref_extractor.trunk_features = ref_extractor.trunk  # type: ignore[method-assign]
+    full_mask = torch.zeros_like(mask)
+    full_tags = tags.clone()
+    full_tags[mask] = 0  # the reference pads with the padding index but lets it through
+
+    def run_backbone() -> None:
+        extractor.eval()
+        with torch.no_grad():
+            extractor.trunk(images)
+
+    def run_step() -> None:
+        step(images, None, tags, mask, targets)
+
+    def run_cached() -> None:
+        step(None, features, tags, mask, targets)
+
+    def run_reference() -> None:
+        ref_step(images, None, full_tags, full_mask, targets)
+
+    return {
+        "backbone": run_backbone,
+        "step": run_step,
+        "cached": run_cached,
+        "reference": run_reference,
+    }
+
+
+def _peak_rss(mode: str, rounds: int, threads: int) -> float:
+    runs = _setup(threads)
+    for _ in range(rounds):
+        runs[mode]()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rss-of", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_of:
+        print(json.dumps({"peak_rss_mib": _peak_rss(args.rss_of, 5, args.threads)}))
+        return
+
+    runs = _setup(args.threads)
+    for run in runs.values():  # warm-up
+        run()
+        run()
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    for _ in range(args.rounds):
+        for mode in MODES:
+            start = time.perf_counter()
+            runs[mode]()
+            times[mode].append(time.perf_counter() - start)
+    median = {m: statistics.median(t) for m, t in times.items()}
+    rss = {}
+    for mode in MODES:
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-of", mode, "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rss[mode] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+
+    base = median["backbone"]
+    print(
+        f"batch {BATCH}, 1..{L} tags, {SIZE} px, ResNet-18 frozen, {args.threads} threads, "
+        f"median of {args.rounds} interleaved rounds"
+    )
+    print(f"{'mode':<10} {'ms/batch':>9} {'items/s':>9} {'x backbone':>11} {'peak RSS':>10}")
+    for mode in MODES:
+        print(
+            f"{mode:<10} {1000 * median[mode]:>9.1f} {BATCH / median[mode]:>9.1f} "
+            f"{median[mode] / base:>10.3f}x {rss[mode]:>6.0f} MiB"
+        )
+    print(f"training step / bare backbone forward: {median['step'] / base:.3f} (target <= 1.15)")
+    print(f"cached / uncached throughput: {median['step'] / median['cached']:.1f}x (target >= 8)")
+    print(f"reference-style step / bare backbone forward: {median['reference'] / base:.3f}")
+    print(f"peak RSS, largest mode: {max(rss.values()):.0f} MiB (target < 1229 MiB = 1.2 GiB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""``magneto pretrain``, ``train``, ``evaluate`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from magneto.config import ConfigError, RunConfig, load_config
+from magneto_cli.common import non_negative_int, positive_int, print_json
+from magneto_cli.config_flags import add_config_flags, overrides_from
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for name, helptext in (
+        ("pretrain", "outlier-detection pre-training on unlabeled items (paper 5.2)"),
+        ("train", "supervised training of MAGNeto or a baseline"),
+    ):
+        cmd = subparsers.add_parser(
+            name,
+            help=helptext,
+            description=helptext + ". Settings come from the defaults, "
+            "then --config FILE, then the flags below.",
+        )
+        cmd.add_argument("--config", help="YAML config file (see configs/)")
+        cmd.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --out from its latest checkpoint",
+        )
+        add_config_flags(cmd)
+        cmd.set_defaults(handler=run_stage, stage=name)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="P/R/F1, micro-F1 and outlier rate of a checkpoint",
+        description="Evaluate a checkpoint on an annotation file at its stored threshold.",
+    )
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--data", required=True, help="annotation CSV/JSONL (e.g. prepared/val.csv)")
+    ev.add_argument("--images", help="image directory (needed by image models)")
+    ev.add_argument(
+        "--outliers",
+        type=non_negative_int,
+        default=0,
+        help="K random vocabulary tags added to each item for the outlier rate",
+    )
+    ev.add_argument("--seed", type=int, default=0, help="seed of the outlier tags")
+    ev.add_argument("--threshold", type=float, help="override the checkpoint's threshold")
+    ev.add_argument("--batch-size", type=positive_int, default=64)
+    ev.add_argument("--workers", type=non_negative_int, default=2)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print machine-readable figures")
+    ev.set_defaults(handler=run_evaluate)
+
+    pr = subparsers.add_parser(
+        "predict",
+        help="kept tags of one image",
+        description="Score an image's tags with a checkpoint and print the kept ones.",
+    )
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--image", help="image file (needed by image models)")
+    pr.add_argument("--tags", required=True, help="comma-separated tags")
+    pr.add_argument("--threshold", type=float)
+    pr.add_argument("--top-k", type=positive_int)
+    pr.add_argument("--min-keep", type=non_negative_int)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(handler=run_predict)
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    overrides = overrides_from(args)
+    if not args.resume:
+        return load_config(RunConfig, args.config, overrides)
+    out = overrides.get("out")
+    if not out:
+        raise ConfigError("--resume needs --out RUN_DIR")
+    if args.config:
+        raise ConfigError("--resume reuses the run's saved config; drop --config")
+    saved = Path(out) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"nothing to resume: {saved} does not exist")
+    return load_config(RunConfig, saved, overrides)
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if args.stage == "pretrain":
+        from pretraining import run_pretraining
+
+        result = run_pretraining(config, resume=args.resume)
+        print(f"pre-training checkpoint: {result.checkpoint}")
+        return 0
+    from training import run_training
+
+    result = run_training(config, resume=args.resume)
+    fit = result.fit
+    print(
+        f"best validation F1 {fit.best_f1:.4f}; checkpoints: "
+        + ", ".join(str(p) for p in fit.checkpoints.values())
+    )
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.images,
+        outliers=args.outliers,
+        seed=args.seed,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(result.table())
+        for line in result.report.lines():
+            print(f"note: {line}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from magneto.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    image = Path(args.image).read_bytes() if args.image else None
+    if args.image is None and predictor.uses_images:
+        raise ConfigError("this model reads images: pass --image FILE")
+    prediction = predictor.predict(
+        image,
+        args.tags.split(","),
+        threshold=args.threshold,
+        top_k=args.top_k,
+        min_keep=args.min_keep,
+    )
+    if args.json:
+        print_json(prediction.as_dict())
+        return 0
+    print("kept: " + (", ".join(prediction.kept_tags) or "(none)"))
+    for t in prediction.tags:
+        score = "   -  " if t.score is None else f"{t.score:.3f}"
+        alpha = "" if t.alpha is None else f"  alpha {t.alpha:.2f}"
+        mark = "keep" if t.kept else ("unknown" if not t.known else "drop")
+        print(f"  {score}  {mark:<7}  {t.tag}{alpha}")
+    return 0

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+from magneto_configs import config_path
+
+from magneto.config import ConfigError, RunConfig, load_config, save_config
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 0.2\nmodel:\n  d_model: 64\n  heads: 8\nepochs: 3\n")
+    config = load_config(RunConfig, path, {"epochs": "7", "model.heads": "4", "aux": False})
+    assert config.lr == 0.2 and config.epochs == 7
+    assert config.model.d_model == 64 and config.model.heads == 4
+    assert config.model.d_ff == 512  # untouched default
+    assert config.aux is False
+    assert config.threshold == "auto"
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    config = load_config(RunConfig, config_path("nuswide"), {"loss_params": '{"smooth": 2}'})
+    save_config(config, tmp_path / "saved.yaml")
+    assert load_config(RunConfig, tmp_path / "saved.yaml") == config
+
+
+@pytest.mark.parametrize("name", ["nuswide", "large-scale", "synthetic"])
+def test_shipped_configs_are_valid(name):
+    config = load_config(RunConfig, config_path(name))
+    assert config.model.architecture == "magneto"
+    config.check_cache()
+
+
+def test_shipped_configs_hold_the_papers_hyper_parameters():
+    nus = load_config(RunConfig, config_path("nuswide"))
+    assert (nus.model.image_layers, nus.model.tag_layers, nus.model.d_model) == (1, 2, 128)
+    assert (nus.model.heads, nus.model.d_ff, nus.model.dropout) == (4, 512, 0.3)
+    assert (nus.max_len, nus.batch_size, nus.input_size, nus.lr) == (16, 32, 112, 0.01)
+    assert (nus.momentum, nus.tad_add, nus.tad_drop) == (0.9, 0.5, 0.5)
+    assert nus.model.backbone == "resnet18" and nus.model.freeze_backbone == "all"
+    ls = load_config(RunConfig, config_path("large-scale"))
+    assert (ls.model.image_layers, ls.model.tag_layers, ls.model.d_model) == (2, 6, 512)
+    assert (ls.model.heads, ls.model.d_ff, ls.model.dropout) == (8, 2048, 0.1)
+    assert (ls.max_len, ls.batch_size, ls.input_size, ls.lr) == (64, 256, 224, 0.03)
+    assert ls.model.backbone == "resnet50" and ls.model.freeze_backbone == 3
+    assert (ls.scheduler, ls.plateau_factor, ls.plateau_patience) == ("plateau", 0.1, 5)
+    assert (ls.tad_add, ls.tad_drop) == (0.3, 0.3)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": "fast"}, "invalid lr: Input should be a valid number"),
+        ({"epochs": "0"}, "invalid epochs: Input should be greater than or equal to 1"),
+        (
+            {"model.freeze_backbone": "half"},
+            "invalid model.freeze_backbone: Input should be 'all' or 'none'",
+        ),
+        ({"optimizer": "lion"}, "invalid optimizer: Input should be 'sgd' or 'adamw'"),
+        ({"loss_params": "{oops"}, "invalid loss_params: Value error, not a JSON object"),
+        ({"bogus": "1"}, "invalid bogus: Extra inputs are not permitted"),
+        ({"threshold": "high"}, "invalid threshold"),
+        ({"model.heads": "3"}, "d_model (128) must be divisible by heads (3)"),
+    ],
+)
+def test_bad_values_give_one_line(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(RunConfig, None, overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(RunConfig, tmp_path / "none.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("lr: 0.1\nmodel: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: invalid YAML"):
+        load_config(RunConfig, broken)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(RunConfig, listy)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"extra\.yaml: invalid learning_rate"):
+        load_config(RunConfig, extra)
+
+
+def test_feature_cache_needs_a_frozen_backbone_and_no_augmentation():
+    with pytest.raises(ConfigError, match="augment_images: false"):
+        RunConfig(feature_cache=True, augment_images=True).check_cache()
+    with pytest.raises(ConfigError, match="freeze_backbone: all"):
+        load_config(
+            RunConfig,
+            None,
+            {"feature_cache": True, "augment_images": False, "model.freeze_backbone": "3"},
+        ).check_cache()
+    RunConfig(feature_cache=True, augment_images=False).check_cache()

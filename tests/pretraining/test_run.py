@@ -1,0 +1,96 @@
+"""Outlier-detection pre-training and fine-tuning from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from magneto.checkpoint import load_checkpoint
+from magneto.config import ConfigError
+from magneto.model import build_model
+from magneto.vocabulary import Vocabulary
+from pretraining import run_pretraining
+from pretraining.noise import RandomTagNoise
+from tests.conftest import tiny_config
+from training import run_training
+from training.transfer import COPIED_BLOCKS, init_from_pretrained
+
+
+def test_noise_labels_originals_1_and_added_0():
+    noise = RandomTagNoise(vocab_size=30, ratio=1.0, max_len=8)
+    rng = np.random.default_rng(0)
+    sizes = set()
+    for _ in range(500):
+        tags, labels = noise([3, 4, 5], [], rng)
+        assert tags[:3] == [3, 4, 5] and labels[:3] == [1, 1, 1]
+        assert 1 <= len(tags) - 3 <= 3 and set(labels[3:]) == {0}
+        assert not set(tags[3:]) & {3, 4, 5} and len(set(tags)) == len(tags)
+        sizes.add(len(tags) - 3)
+    assert sizes == {1, 2, 3}
+    capped = RandomTagNoise(vocab_size=30, ratio=5.0, max_len=4)
+    assert all(len(capped(list(range(4)), [], rng)[0]) == 4 for _ in range(20))
+
+
+@pytest.fixture(scope="module")
+def pretrained(tiny_data, tmp_path_factory):
+    data, images = tiny_data
+    out = tmp_path_factory.mktemp("pre") / "pretrain"
+    return run_pretraining(tiny_config(data, images, out, pretrain_epochs=2))
+
+
+def test_pretraining_writes_a_gate_less_checkpoint(pretrained):
+    ckpt = load_checkpoint(pretrained.checkpoint)
+    assert pretrained.checkpoint.name == "pretrain.ckpt"
+    assert ckpt.stage == "pretrain" and ckpt.model_config.gating is False
+    assert not any(k.startswith("gate.") for k in ckpt.model_state)
+    history = pretrained.fit.history
+    assert len(history) == 2
+    assert {"val_loss_image", "val_loss_tag"} <= set(history[0])
+    assert "val_loss_final" not in history[0]  # L_u = L_it + L_t
+    assert (pretrained.out / "latest.ckpt").is_file()
+
+
+def test_fine_tuning_copies_exactly_the_named_blocks(pretrained, tiny_data):
+    ckpt = load_checkpoint(pretrained.checkpoint)
+    torch.manual_seed(123)
+    model = build_model(ckpt.model_config.model_copy(update={"gating": True}))
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    copied = init_from_pretrained(model, ckpt, ckpt.vocabulary)
+    assert set(copied) == set(COPIED_BLOCKS) and all(n > 0 for n in copied.values())
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if name.startswith(COPIED_BLOCKS):
+            assert torch.equal(tensor, ckpt.model_state[name]), name
+        else:  # stream heads and the gate start fresh
+            assert name.startswith(("tag_stream.head", "image_stream.head", "gate.")), name
+            assert torch.equal(tensor, fresh[name]), name
+    with pytest.raises(ConfigError, match="different vocabulary"):
+        init_from_pretrained(model, ckpt, Vocabulary(["a", "b"]))
+    wider = build_model(ckpt.model_config.model_copy(update={"gating": True, "d_model": 64}))
+    with pytest.raises(ConfigError, match="use the same model settings"):
+        init_from_pretrained(wider, ckpt, ckpt.vocabulary)
+
+
+def test_train_init_from_runs_and_nothing_is_frozen(pretrained, tiny_data, tmp_path):
+    data, images = tiny_data
+    result = run_training(
+        tiny_config(data, images, tmp_path / "ft", epochs=1, init_from=str(pretrained.checkpoint))
+    )
+    ckpt = load_checkpoint(result.out / "latest.ckpt")
+    pre = load_checkpoint(pretrained.checkpoint)
+    # The copied, trainable blocks moved during fine-tuning (nothing was frozen) ...
+    name = "tag_stream.encoder.layers.0.linear1.weight"
+    assert not torch.equal(ckpt.model_state[name], pre.model_state[name])
+    # ... while the frozen backbone is exactly the pre-trained one.
+    name = "image_extractor.trunk.1.0.conv1.weight"
+    assert torch.equal(ckpt.model_state[name], pre.model_state[name])
+
+
+def test_pretraining_needs_its_sources(tiny_data, tmp_path):
+    data, images = tiny_data
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "vocab.csv").write_bytes((data / "vocab.csv").read_bytes())
+    with pytest.raises(ConfigError, match=r"unlabeled\.csv not found"):
+        run_pretraining(tiny_config(partial, images, tmp_path / "p"))

@@ -1,0 +1,264 @@
+"""Supervised training on tiny synthetic data, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from magneto.annotations import read_annotations
+from magneto.checkpoint import load_checkpoint
+from magneto.config import ConfigError, RunConfig, load_config
+from magneto.errors import ImageError
+from magneto.metrics import set_metrics
+from magneto.predictor import Predictor, PredictRequest
+from tests.conftest import config_flags, tiny_config
+from training import run_training
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    data, images = tiny_data
+    out = tmp_path_factory.mktemp("run") / "train"
+    result = run_training(tiny_config(data, images, out, epochs=4))
+    return result, data, images
+
+
+def test_training_lowers_the_loss_and_writes_every_output(trained):
+    result, _, _ = trained
+    out = result.out
+    history = result.fit.history
+    assert len(history) == 4
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    for name in (
+        "best_f1.ckpt",
+        "best_loss.ckpt",
+        "latest.ckpt",
+        "metrics.jsonl",
+        "curves.png",
+        "config.yaml",
+        "final.json",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1, 2, 3]
+    for key in (
+        "train_loss",
+        "train_loss_final",
+        "train_loss_image",
+        "train_loss_tag",
+        "val_loss",
+        "val_f1",
+        "val_precision",
+        "val_recall",
+        "val_micro_f1",
+        "train_alpha",
+        "val_alpha",
+        "threshold",
+        "lr",
+    ):
+        assert key in lines[0], key
+    saved = load_config(RunConfig, out / "config.yaml")
+    assert saved.epochs == 4 and saved.model.vocab_size == 81
+    latest, best = load_checkpoint(out / "latest.ckpt"), load_checkpoint(out / "best_f1.ckpt")
+    assert latest.training_state is not None and best.training_state is None
+    assert best.metrics["val_f1"] == max(r["val_f1"] for r in lines)
+    assert best.threshold == best.metrics["threshold"]
+    assert best.stage == "train" and best.input_size == 64
+
+
+def test_the_predictor_reproduces_the_trainers_validation(trained):
+    _, data, images = trained
+    ckpt = load_checkpoint(trained[0].out / "best_f1.ckpt")
+    predictor = Predictor.from_checkpoint(trained[0].out / "best_f1.ckpt", device="cpu")
+    requests, truth = [], []
+    for record in read_annotations(data / "val.csv"):
+        raw = (images / record.image_path).read_bytes()
+        try:
+            predictor.prepare(PredictRequest(raw, record.tags))
+        except ImageError:
+            continue  # the trainer skipped these too (truncated JPEGs planted by synth)
+        requests.append(PredictRequest(raw, record.tags))
+        truth.append(record.labels)
+    predictions = predictor.predict_batch(requests)
+    width = max(len(t) for t in truth)
+    kept = torch.zeros(len(truth), width, dtype=torch.bool)
+    targets = torch.zeros(len(truth), width)
+    padding = torch.ones(len(truth), width, dtype=torch.bool)
+    for i, (p, t) in enumerate(zip(predictions, truth, strict=True)):
+        kept[i, : len(t)] = torch.tensor([s.kept for s in p.tags])
+        targets[i, : len(t)] = torch.tensor(t, dtype=torch.float)
+        padding[i, : len(t)] = False
+    metrics = set_metrics(kept, targets, padding)
+    assert metrics.items == ckpt.metrics["val_items"]
+    assert metrics.f1 == pytest.approx(ckpt.metrics["val_f1"], abs=1e-9)
+    assert metrics.micro_f1 == pytest.approx(ckpt.metrics["val_micro_f1"], abs=1e-9)
+    # One at a time gives the same scores as the batch.
+    single = predictor.predict(requests[0].image, requests[0].tags)
+    assert [t.score for t in single.tags] == pytest.approx(
+        [t.score for t in predictions[0].tags], abs=1e-5
+    )
+
+
+def test_an_existing_run_is_never_overwritten(trained):
+    result, data, images = trained
+    before = (result.out / "latest.ckpt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds files; pass --resume"):
+        run_training(tiny_config(data, images, result.out))
+    assert (result.out / "latest.ckpt").read_bytes() == before
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_training(tiny_config(data, images, result.out.parent / "fresh"), resume=True)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "magneto_cli.main", *args]
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_path):
+    """SIGKILL mid-run, --resume, and compare with an uninterrupted run: bit for bit.
+
+    Image augmentation, TAD and two DataLoader workers are on, so every source of
+    randomness has to be restored exactly.
+    """
+    data, images = tiny_data
+    extra = (
+        "--epochs",
+        "3",
+        "--augment-images",
+        "--tad-add",
+        "0.5",
+        "--tad-drop",
+        "0.5",
+        "--workers",
+        "2",
+        "--seed",
+        "7",
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(
+        _cli("train", *config_flags(data, images, whole, *extra)),
+        check=True,
+        env=env,
+        capture_output=True,
+        cwd=REPO,
+    )
+    proc = subprocess.Popen(
+        _cli("train", *config_flags(data, images, broken, *extra)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        metrics = broken / "metrics.jsonl"
+        if metrics.is_file() and metrics.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(broken / "latest.ckpt").training_state["epoch"]
+    assert killed_at < 2
+    subprocess.run(
+        _cli("train", "--resume", "--out", str(broken), "--no-progress"),
+        check=True,
+        env=env,
+        capture_output=True,
+        cwd=REPO,
+    )
+    a, b = load_checkpoint(whole / "latest.ckpt"), load_checkpoint(broken / "latest.ckpt")
+    assert a.training_state["epoch"] == b.training_state["epoch"] == 2
+    for name, tensor in a.model_state.items():
+        assert torch.equal(tensor, b.model_state[name]), name
+    keys = ("train_loss", "val_loss", "val_f1", "threshold", "lr")
+    history = [json.loads(x) for x in (broken / "metrics.jsonl").read_text().splitlines()]
+    assert [{k: r[k] for k in keys} for r in a.training_state["history"]] == [
+        {k: r[k] for k in keys} for r in history
+    ]
+
+
+def test_torchrun_two_processes_end_with_identical_weights(tiny_data, tmp_path):
+    data, images = tiny_data
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "magneto_cli.main",
+        "train",
+        *config_flags(data, images, out, "--epochs", "2", "--device", "cpu"),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = json.loads((out / "final.json").read_text())
+    assert final["world_size"] == 2
+    assert final["replicas_identical"] is True
+    assert len(set(final["replica_checksums"])) == 1 and len(final["replica_checksums"]) == 2
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # written by rank 0 only
+    metrics = json.loads(lines[-1])
+    ckpt = load_checkpoint(out / "latest.ckpt")
+    assert metrics["val_items"] == ckpt.metrics["val_items"] > 0
+
+
+def test_the_feature_cache_gives_the_same_losses(tiny_data, tmp_path):
+    data, images = tiny_data
+    cache = tmp_path / "cache"
+    plain = run_training(tiny_config(data, images, tmp_path / "plain"))
+    cached = run_training(
+        tiny_config(
+            data, images, tmp_path / "cached", feature_cache=True, feature_cache_dir=str(cache)
+        )
+    )
+    for a, b in zip(plain.fit.history, cached.fit.history, strict=True):
+        for key in ("train_loss", "val_loss", "val_f1"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+    entries = sorted(cache.rglob("*.npy"))
+    assert len(entries) == 2  # train.csv and val.csv images
+    stamps = [p.stat().st_mtime_ns for p in entries]
+    run_training(
+        tiny_config(
+            data, images, tmp_path / "again", feature_cache=True, feature_cache_dir=str(cache)
+        )
+    )
+    assert [p.stat().st_mtime_ns for p in sorted(cache.rglob("*.npy"))] == stamps  # reused
+    run_training(
+        tiny_config(
+            data,
+            images,
+            tmp_path / "bigger",
+            feature_cache=True,
+            feature_cache_dir=str(cache),
+            input_size=96,
+        )
+    )
+    assert len(list(cache.iterdir())) == 2  # a new backbone/size key, the old one kept
+
+
+@pytest.mark.parametrize("arch", ["ff", "tf-t", "tf-it"])
+def test_baselines_train(tiny_data, tmp_path, arch):
+    data, images = tiny_data
+    config = tiny_config(data, images, tmp_path / arch, epochs=1)
+    config = config.model_copy(
+        update={"model": config.model.model_copy(update={"architecture": arch})}
+    )
+    result = run_training(config)
+    assert load_checkpoint(result.out / "best_f1.ckpt").model_config.architecture == arch
+    assert "val_alpha" not in result.fit.history[0]
