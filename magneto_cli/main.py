@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from magneto import __version__
 from magneto.errors import MagnetoError
-from magneto_cli import data_commands, quickstart, run_commands
+from magneto_cli import data_commands, quickstart, run_commands, serve_command
 from magneto_cli.common import OneLineParser
 
 
@@ -27,6 +27,7 @@ def build_parser() -> OneLineParser:
     )
     data_commands.register(subparsers)
     run_commands.register(subparsers)
+    serve_command.register(subparsers)
     quickstart.register(subparsers)
     return parser
 

@@ -181,3 +181,66 @@ def test_quickstart_runs_end_to_end_and_reruns(tmp_path, capsys):
     assert main(["quickstart", "--workdir", str(other), "--no-serve"]) == 1
     assert "was not made by quickstart" in capsys.readouterr().err
     assert (other / "notes.txt").read_text() == "keep"
+
+
+def test_quickstart_ends_by_serving_the_model(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from tests.service.conftest import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "magneto_cli.main",
+            "quickstart",
+            "--workdir",
+            str(tmp_path / "q"),
+            "--items",
+            "24",
+            "--epochs",
+            "1",
+            "--pretrain-epochs",
+            "1",
+            "--port",
+            str(port),
+        ],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert proc.poll() is None, "quickstart exited instead of serving"
+        record = read_annotations(tmp_path / "q" / "prepared" / "train.csv")[6]
+        image = (tmp_path / "q" / "raw" / "Flickr" / record.image_path).read_bytes()
+        response = httpx.post(
+            url + "/v1/summarize",
+            files={"image": ("a.jpg", image)},
+            data={"tags": ",".join(record.tags)},
+            timeout=60,
+        )
+        assert response.status_code == 200
+        assert [t["tag"] for t in response.json()["tags"]] == list(record.tags)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert f"serving {tmp_path / 'q'}" in out and "/runs/train/best_f1.ckpt" in out

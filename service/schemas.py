@@ -1,0 +1,99 @@
+"""Request and response models (they make the OpenAPI document at /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Options(BaseModel):
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="keep tags scoring at least this; default: the model's"
+    )
+    top_k: int | None = Field(None, ge=1, description="keep at most this many (best first)")
+    min_keep: int | None = Field(None, ge=0, description="keep at least this many (best first)")
+
+
+class SummarizeJSON(Options):
+    """The JSON form of ``POST /v1/summarize`` (programs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_base64: str = Field(..., description="the image file, base64-encoded")
+    tags: list[str] | str = Field(..., description="tags: a list, or one comma-separated string")
+
+
+class SummarizeMultipart(BaseModel):
+    """The multipart form of ``POST /v1/summarize`` (curl users)."""
+
+    image: bytes = Field(..., json_schema_extra={"format": "binary"})
+    tags: list[str] = Field(
+        ..., description="repeat the field, or send one JSON array / comma-separated string"
+    )
+    threshold: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    min_keep: int | None = Field(None, ge=0)
+
+
+class BatchJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[SummarizeJSON] = Field(..., min_length=1)
+
+
+class TagResult(BaseModel):
+    tag: str = Field(..., description="as the user spelled it")
+    score: float | None = Field(..., description="null for tags the model does not know")
+    kept: bool
+    alpha: float | None = Field(..., description="gate: weight of the image stream")
+    known: bool = Field(..., description="whether the model's vocabulary has the tag")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class Timing(BaseModel):
+    total_ms: float
+    model_ms: float
+
+
+class SummarizeResponse(BaseModel):
+    kept_tags: list[str] = Field(..., description="kept tags, in the user's order and spelling")
+    tags: list[TagResult]
+    unknown_tags: list[str]
+    threshold: float
+    model: ModelInfo
+    timing: Timing
+    request_id: str
+
+
+class BatchResponse(BaseModel):
+    results: list[SummarizeResponse]
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ModelDescription(BaseModel):
+    name: str
+    version: str
+    architecture: str
+    backbone: str
+    vocabulary_size: int
+    threshold: float
+    input_size: int
+    uses_images: bool
+    stage: str
+    training_metrics: dict
+    max_batch_size: int
+    max_wait_ms: float

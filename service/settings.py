@@ -1,0 +1,52 @@
+"""Service settings: flags of ``magneto serve`` and ``MAGNETO_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Every field can be set as ``MAGNETO_<FIELD>`` (e.g. ``MAGNETO_API_KEY``) or a flag."""
+
+    model_config = SettingsConfigDict(env_prefix="MAGNETO_", extra="ignore")
+
+    checkpoint: Path | None = Field(None, description="the checkpoint to serve")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = Field(None, description="require X-API-Key on /v1 routes")
+    device: str = "auto"
+    max_batch_size: int = Field(16, ge=1, le=1024, description="most items per forward pass")
+    max_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="how long a batch may wait for requests that are already being decoded",
+    )
+    max_queue: int = Field(256, ge=1, description="items waiting for the model; beyond: 503")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="413 beyond this")
+    max_pixels: int = Field(40_000_000, ge=1, description="413 for larger images")
+    max_tags: int = Field(256, ge=1, description="most tags per item")
+    max_tag_length: int = Field(100, ge=1, description="most characters per tag")
+    max_batch_items: int = Field(64, ge=1, description="most items per /v1/summarize/batch")
+    preprocess_threads: int = Field(2, ge=1, description="threads decoding images")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins; CORS is off when empty"
+    )
+    graceful_timeout: float = Field(30.0, ge=0, description="seconds to finish in-flight work")
+    log_level: str = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,99 @@
+"""A real server (``magneto serve`` in a subprocess) with a checkpoint trained on tiny data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import tiny_config
+
+REPO = Path(__file__).resolve().parents[2]
+API_KEY = "test-key-123"
+LIMITS = {  # small limits, set the way operators set them: environment variables
+    "MAGNETO_MAX_BODY_BYTES": "300000",
+    "MAGNETO_MAX_PIXELS": "250000",
+    "MAGNETO_MAX_TAGS": "20",
+    "MAGNETO_MAX_TAG_LENGTH": "40",
+    "MAGNETO_MAX_BATCH_ITEMS": "8",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = None):
+    port = free_port()
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", **(env or {})}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "magneto_cli.main",
+            "serve",
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(port),
+            *flags,
+        ],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def stop_server(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_data, tmp_path_factory) -> Path:
+    from training import run_training
+
+    data, images = tiny_data
+    out = tmp_path_factory.mktemp("served") / "run"
+    run_training(tiny_config(data, images, out, epochs=2))
+    return out / "best_f1.ckpt"
+
+
+@pytest.fixture(scope="session")
+def server(checkpoint):
+    proc, url = start_server(checkpoint, "--api-key", API_KEY, env=LIMITS)
+    yield url
+    stop_server(proc)
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server, headers={"X-API-Key": API_KEY}, timeout=60) as c:
+        yield c

@@ -1,0 +1,161 @@
+"""Shutdown, overload, CORS, settings and start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from magneto.annotations import read_annotations
+from magneto.predictor import Predictor
+from magneto_cli.main import main
+from service import ServiceSettings, create_app
+from tests.service.conftest import free_port, start_server
+
+
+@pytest.fixture(scope="module")
+def sample(tiny_data):
+    data, images = tiny_data
+    record = read_annotations(data / "train.csv")[6]
+    return (images / record.image_path).read_bytes(), ",".join(record.tags)
+
+
+def test_sigterm_finishes_in_flight_requests(checkpoint, sample):
+    proc, url = start_server(checkpoint)
+    raw, tags = sample
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            tasks = [
+                asyncio.create_task(
+                    client.post(
+                        "/v1/summarize", files={"image": ("a.jpg", raw)}, data={"tags": tags}
+                    )
+                )
+                for _ in range(12)
+            ]
+            await asyncio.sleep(0.15)  # connected and in flight
+            proc.send_signal(signal.SIGTERM)
+            return await asyncio.gather(*tasks)
+
+    responses = asyncio.run(fire())
+    assert [r.status_code for r in responses] == [200] * 12
+    code = proc.wait(timeout=30)
+    err = proc.stderr.read()
+    # uvicorn re-raises the signal once shutdown is complete: exit by SIGTERM (143 in a shell).
+    assert code in (0, -signal.SIGTERM)
+    assert "Waiting for application shutdown" in err and "Finished server process" in err
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/healthz", timeout=2)
+
+
+class SlowPredictor(Predictor):
+    """A real predictor whose forward pass takes a while, to fill the queue."""
+
+    def score_prepared(self, items):
+        time.sleep(0.3)
+        return super().score_prepared(items)
+
+
+def _serve_in_thread(app) -> tuple[uvicorn.Server, str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("in-process server did not start")
+
+
+def test_a_full_queue_answers_503_and_the_rest_are_served(checkpoint, sample):
+    from magneto.checkpoint import load_checkpoint
+
+    predictor = SlowPredictor(load_checkpoint(checkpoint), device="cpu")
+    settings = ServiceSettings(max_queue=2, max_batch_size=1, max_wait_ms=0)
+    server, url = _serve_in_thread(create_app(settings, predictor=predictor))
+    raw, tags = sample
+    try:
+
+        async def fire():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                return await asyncio.gather(
+                    *[
+                        client.post(
+                            "/v1/summarize", files={"image": ("a.jpg", raw)}, data={"tags": tags}
+                        )
+                        for _ in range(8)
+                    ]
+                )
+
+        responses = asyncio.run(fire())
+    finally:
+        server.should_exit = True
+    statuses = sorted(r.status_code for r in responses)
+    assert 503 in statuses and 200 in statuses and set(statuses) <= {200, 503}
+    busy = next(r for r in responses if r.status_code == 503).json()
+    assert busy["error"]["code"] == "overloaded"
+
+
+def test_cors_is_off_unless_configured(checkpoint):
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    origin = {"Origin": "https://photos.example.com"}
+    with TestClient(create_app(ServiceSettings(), predictor=predictor)) as client:
+        assert "access-control-allow-origin" not in client.get("/healthz", headers=origin).headers
+    allowed = ServiceSettings(cors_origins="https://photos.example.com")
+    with TestClient(create_app(allowed, predictor=predictor)) as client:
+        response = client.get("/healthz", headers=origin)
+        assert response.headers["access-control-allow-origin"] == "https://photos.example.com"
+
+
+def test_settings_come_from_environment_and_flags_win(monkeypatch, checkpoint):
+    monkeypatch.setenv("MAGNETO_API_KEY", "from-env")
+    monkeypatch.setenv("MAGNETO_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("MAGNETO_CORS_ORIGINS", "https://a.example,https://b.example")
+    monkeypatch.setenv("MAGNETO_CHECKPOINT", str(checkpoint))
+    settings = ServiceSettings()
+    assert settings.api_key.get_secret_value() == "from-env"
+    assert settings.max_batch_size == 7 and settings.checkpoint == checkpoint
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert "from-env" not in repr(settings)  # the key is never printed
+    assert ServiceSettings(max_batch_size=3).max_batch_size == 3
+
+
+def test_the_model_is_warm_before_ready(checkpoint):
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    app = create_app(ServiceSettings(), predictor=predictor)
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        metrics = client.get("/metrics").text
+        count = next(
+            line for line in metrics.splitlines() if line.startswith("magneto_batch_size_count")
+        )
+        assert float(count.split()[-1]) >= 1.0  # the warm-up forward pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["serve", "--checkpoint", "missing.ckpt"], "checkpoint not found: missing.ckpt"),
+        (["serve"], "no checkpoint: pass --checkpoint or set MAGNETO_CHECKPOINT"),
+        (["serve", "--checkpoint", "x.ckpt", "--port", "http"], "invalid port"),
+        (["serve", "--checkpoint", "x.ckpt", "--max-batch-size", "0"], "invalid max_batch_size"),
+    ],
+)
+def test_serve_start_up_errors_are_one_line(argv, fragment, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAGNETO_CHECKPOINT", raising=False)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
