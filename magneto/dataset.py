@@ -186,9 +186,24 @@ class TagImageDataset(Dataset):
         self.features = features
         self.load_images = load_images and features is None
         if features is not None:
-            items = self._drop_uncached(items, features)
+            # Mirror the image path: missing files go now, undecodable images in their batch.
+            unknown = [
+                it.item_id
+                for it in items
+                if it.item_id not in features.rows
+                and it.item_id not in features.bad
+                and it.item_id not in features.missing
+            ]
+            if unknown:
+                raise ValueError(
+                    f"{len(unknown)} items are not in the feature cache: {_ids(unknown, 5)}"
+                )
+            items = self._drop_missing(items, features.missing)
         elif self.load_images and check_files:
-            items = self._drop_missing(items)
+            if not self.image_root.is_dir():
+                raise ImageError(f"image directory not found: {self.image_root}")
+            absent = {it.item_id for it in items if not (self.image_root / it.image).is_file()}
+            items = self._drop_missing(items, absent)
         self.items = items
         self.input_size = input_size
         self.augment_images = train if augment_images is None else augment_images
@@ -199,54 +214,23 @@ class TagImageDataset(Dataset):
         self.seed = seed
         self.epoch = 0
 
-    def _drop_missing(self, items: list[EncodedItem]) -> list[EncodedItem]:
-        if not self.image_root.is_dir():
-            raise ImageError(f"image directory not found: {self.image_root}")
-        present = [it for it in items if (self.image_root / it.image).is_file()]
-        if len(present) == len(items):
+    def _drop_missing(self, items: list[EncodedItem], missing: set[str]) -> list[EncodedItem]:
+        """Stop at the first missing image (``fail``) or leave them out and report (``skip``)."""
+        absent = [it for it in items if it.item_id in missing]
+        if not absent:
             return items
-        absent = [it for it in items if not (self.image_root / it.image).is_file()]
-        missing = [it.item_id for it in absent]
+        ids = [it.item_id for it in absent]
         if self.on_bad_image == "fail":
             first = absent[0]
             where = f"{first.origin}: " if first.origin else ""
             raise ImageError(
                 f"{where}item {first.item_id}: image {first.image} not found under "
-                f"{self.image_root} ({len(missing)} missing in all: {_ids(missing, 10)})",
+                f"{self.image_root} ({len(ids)} missing in all: {_ids(ids, 10)})",
                 item_id=first.item_id,
             )
-        self.report.missing_images.extend(missing)
-        log.warning(
-            "%d items have no image file and are skipped: %s", len(missing), _ids(missing, 10)
-        )
-        return present
-
-    def _drop_uncached(
-        self, items: list[EncodedItem], store: FeatureStore | CombinedFeatures
-    ) -> list[EncodedItem]:
-        """Mirror the image path: missing files go now, undecodable images in their batch."""
-        missing = set(store.missing)
-        kept = [it for it in items if it.item_id not in missing]
-        absent = [it.item_id for it in items if it.item_id in missing]
-        if absent and self.on_bad_image == "fail":
-            raise ImageError(
-                f"{len(absent)} images are missing: {_ids(absent, 10)}", item_id=absent[0]
-            )
-        if absent:
-            self.report.missing_images.extend(absent)
-            log.warning(
-                "%d items have no image file and are skipped: %s", len(absent), _ids(absent, 10)
-            )
-        unknown = [
-            it.item_id
-            for it in kept
-            if it.item_id not in store.rows and it.item_id not in store.bad
-        ]
-        if unknown:
-            raise ValueError(
-                f"{len(unknown)} items are not in the feature cache: {_ids(unknown, 5)}"
-            )
-        return kept
+        self.report.missing_images.extend(ids)
+        log.warning("%d items have no image file and are skipped: %s", len(ids), _ids(ids, 10))
+        return [it for it in items if it.item_id not in missing]
 
     def set_epoch(self, epoch: int) -> None:
         """Tag augmentation draws depend on (seed, epoch, index) only: reproducible, resumable."""

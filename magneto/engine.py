@@ -93,22 +93,19 @@ class Trainer:
         device: torch.device,
         dist_info: DistInfo | None = None,
         aux: bool = True,
-        tune_threshold: bool = True,
-        fixed_threshold: float = 0.5,
+        threshold: float | None = None,
         checkpoint_names: dict[str, str] | None = None,
         resume_state: Checkpoint | None = None,
-        extra_metrics: dict[str, Any] | None = None,
     ) -> None:
+        """``threshold``: a fixed decision threshold, or None to choose it on validation."""
         self.config = config
         self.vocabulary = vocabulary
         self.out = Path(out)
         self.stage = stage
         self.device = device
         self.dist = dist_info or DistInfo()
-        self.tune_threshold = tune_threshold
-        self.fixed_threshold = fixed_threshold
+        self.threshold = threshold
         self.names = checkpoint_names or DEFAULT_CHECKPOINTS
-        self.extra_metrics = extra_metrics or {}
         self.model = model.to(device)
         self.criterion = TotalLoss(build_loss(config.loss, **config.loss_params), aux=aux)
         self.optimizer = build_optimizer(config, self.model)
@@ -211,7 +208,7 @@ class Trainer:
             input_size=self.config.input_size,
             threshold=threshold,
             stage=self.stage,
-            metrics={**record, **self.extra_metrics},
+            metrics=record,
             config=self.config.model_dump(mode="json"),
             training_state=training_state,
         )
@@ -320,18 +317,19 @@ class Trainer:
     ) -> tuple[float, dict[str, Any]]:
         scores = [s for _, s, _ in scored]
         targets = [t for _, _, t in scored]
-        threshold = (
-            choose_threshold(scores, targets)[0] if self.tune_threshold else self.fixed_threshold
-        )
-        acc = SetMetricAccumulator()
-        for s, t in zip(scores, targets, strict=True):
-            acc.update(torch.from_numpy(s >= threshold)[None], torch.from_numpy(t)[None])
-        at_half = SetMetricAccumulator()
-        for s, t in zip(scores, targets, strict=True):
-            at_half.update(torch.from_numpy(s >= 0.5)[None], torch.from_numpy(t)[None])
-        metrics = acc.compute().as_dict()
+
+        def at(threshold: float) -> dict[str, Any]:
+            acc = SetMetricAccumulator()
+            for s, t in zip(scores, targets, strict=True):
+                acc.update(torch.from_numpy(s >= threshold)[None], torch.from_numpy(t)[None])
+            return acc.compute().as_dict()
+
+        threshold = self.threshold
+        if threshold is None:
+            threshold = choose_threshold(scores, targets)[0]
+        metrics = at(threshold)
         metrics.pop("outlier_rate")
-        metrics["f1_at_0.5"] = at_half.compute().f1
+        metrics["f1_at_0.5"] = metrics["f1"] if threshold == 0.5 else at(0.5)["f1"]
         return threshold, metrics
 
     # -- outputs -------------------------------------------------------------------------------

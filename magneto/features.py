@@ -58,7 +58,7 @@ class FeatureStore:
     features: np.ndarray
     rows: dict[str, int]
     bad: dict[str, str]  # item id -> why its image failed to decode
-    missing: list[str]  # item ids whose image file does not exist
+    missing: set[str]  # item ids whose image file does not exist
 
     def get(self, item_id: str) -> torch.Tensor:
         return torch.from_numpy(np.array(self.features[self.rows[item_id]]))
@@ -69,7 +69,7 @@ class FeatureStore:
         features = np.load(path, mmap_mode="r")
         rows = {item_id: i for i, item_id in enumerate(index["items"])}
         return cls(
-            path=path, features=features, rows=rows, bad=index["bad"], missing=index["missing"]
+            path=path, features=features, rows=rows, bad=index["bad"], missing=set(index["missing"])
         )
 
 
@@ -80,10 +80,10 @@ class CombinedFeatures:
         self.stores = stores
         self.rows: dict[str, tuple[int, int]] = {}
         self.bad: dict[str, str] = {}
-        self.missing: list[str] = []
+        self.missing: set[str] = set()
         for s, store in enumerate(stores):
             self.bad.update(store.bad)
-            self.missing += store.missing
+            self.missing |= store.missing
             for item_id, row in store.rows.items():
                 self.rows.setdefault(item_id, (s, row))
 

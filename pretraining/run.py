@@ -114,7 +114,7 @@ def run_pretraining(config: RunConfig, *, resume: bool = False) -> PretrainResul
             device=device,
             dist_info=dist_info,
             aux=True,
-            tune_threshold=False,
+            threshold=0.5,  # fine-tuning never uses the pre-training threshold
             checkpoint_names=CHECKPOINTS,
             resume_state=resume_state,
         )

@@ -111,3 +111,14 @@ def config_flags(data, images, out, *extra: str) -> list[str]:
         "0.05",
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_data, tmp_path_factory):
+    """A checkpoint trained for two epochs on ``tiny_data`` (what the service tests serve)."""
+    from training import run_training
+
+    data, images = tiny_data
+    out = tmp_path_factory.mktemp("served") / "run"
+    run_training(tiny_config(data, images, out, epochs=2))
+    return out / "best_f1.ckpt"

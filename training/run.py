@@ -75,9 +75,8 @@ def run_training(config: RunConfig, *, resume: bool = False) -> TrainResult:
             device=device,
             dist_info=dist_info,
             aux=config.aux,
-            tune_threshold=fixed is None,
+            threshold=fixed,
             resume_state=resume_state,
-            fixed_threshold=fixed,
         )
         return TrainResult(out=out, fit=trainer.fit())
     finally:

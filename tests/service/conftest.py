@@ -12,8 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import tiny_config
-
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-123"
 LIMITS = {  # small limits, set the way operators set them: environment variables
@@ -74,16 +72,6 @@ def stop_server(proc: subprocess.Popen) -> tuple[int, str]:
         proc.kill()
         _, err = proc.communicate()
     return proc.returncode, err
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tiny_data, tmp_path_factory) -> Path:
-    from training import run_training
-
-    data, images = tiny_data
-    out = tmp_path_factory.mktemp("served") / "run"
-    run_training(tiny_config(data, images, out, epochs=2))
-    return out / "best_f1.ckpt"
 
 
 @pytest.fixture(scope="session")
