@@ -138,22 +138,25 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        if self.predictor is None:
+        given = self.predictor
+        if given is None:
             if s.checkpoint is None:
                 raise RuntimeError("no checkpoint: pass --checkpoint or set MAGNETO_CHECKPOINT")
-            self.predictor = Predictor.from_checkpoint(
-                s.checkpoint, device=s.device, max_pixels=s.max_pixels
-            )
             self.version = checkpoint_version(Path(s.checkpoint))
+
+        def load() -> Predictor:
+            if given is not None:
+                return given
+            return Predictor.from_checkpoint(s.checkpoint, device=s.device, max_pixels=s.max_pixels)
+
         self.batcher = MicroBatcher(
-            self.predictor,
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
             max_queue=s.max_queue,
             preprocess_threads=s.preprocess_threads,
             on_batch=self.metrics.observe_batch,
         )
-        await self.batcher.start()
+        self.predictor = await self.batcher.start(load)
         await self._warm_up()
         self.ready = True
         log.info("ready: %s (%s) on %s", self.model_name, self.version, self.predictor.device)
