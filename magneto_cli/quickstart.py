@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -114,9 +116,14 @@ def run_quickstart(args: argparse.Namespace) -> int:
     if args.no_serve or importlib.util.find_spec("service") is None:
         print(f"\npredict with it:\n  {predict}")
         return 0
-    from service import serve
-
     print(f"\nserving {checkpoint} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    print(f"or from the command line:\n  {predict}")
-    serve(checkpoint, host=args.host, port=args.port)
-    return 0
+    print(f"or from the command line:\n  {predict}", flush=True)
+    sys.stderr.flush()
+    # A fresh process: the service's model thread would otherwise share the CPU with the
+    # OpenMP team training left behind here, which halves its speed; memory is freed too.
+    command = ["serve", "--checkpoint", str(checkpoint), "--host", args.host]
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "magneto_cli.main", *command, "--port", str(args.port)],
+    )
+    return 0  # not reached
