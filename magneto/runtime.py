@@ -11,12 +11,14 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from magneto.config import ConfigError
 from magneto.errors import MagnetoError
 
 
@@ -146,3 +148,14 @@ def parameter_checksum(module: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """Never overwrite a run; resuming needs one."""
+    latest = out / "latest.ckpt"
+    if resume and not latest.is_file():
+        raise ConfigError(f"nothing to resume: {latest} does not exist")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ConfigError(
+            f"{out} already holds files; pass --resume to continue that run or choose another --out"
+        )

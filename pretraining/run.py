@@ -20,7 +20,12 @@ from magneto.embeddings import init_embeddings
 from magneto.engine import FitResult, Trainer
 from magneto.model import build_model
 from magneto.prepared import data_dir, feature_store, load_items, load_vocabulary, make_dataset
-from magneto.runtime import init_distributed, seed_everything, shutdown_distributed
+from magneto.runtime import (
+    check_run_dir,
+    init_distributed,
+    seed_everything,
+    shutdown_distributed,
+)
 from pretraining.noise import RandomTagNoise
 
 log = logging.getLogger(__name__)
@@ -41,11 +46,7 @@ def run_pretraining(config: RunConfig, *, resume: bool = False) -> PretrainResul
     dist_info, device = init_distributed(config.device)
     try:
         if dist_info.is_main:
-            latest = out / "latest.ckpt"
-            if resume and not latest.is_file():
-                raise ConfigError(f"nothing to resume: {latest} does not exist")
-            if not resume and out.exists() and any(out.iterdir()):
-                raise ConfigError(f"{out} already holds files; pass --resume or another --out")
+            check_run_dir(out, resume)
         seed_everything(config.seed)
         vocabulary = load_vocabulary(config)
         model_config = config.model.model_copy(

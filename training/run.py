@@ -12,7 +12,12 @@ from magneto.embeddings import init_embeddings
 from magneto.engine import FitResult, Trainer
 from magneto.model import build_model
 from magneto.prepared import load_vocabulary
-from magneto.runtime import init_distributed, seed_everything, shutdown_distributed
+from magneto.runtime import (
+    check_run_dir,
+    init_distributed,
+    seed_everything,
+    shutdown_distributed,
+)
 from training.data import supervised_datasets
 from training.transfer import init_from_pretrained
 
@@ -23,17 +28,6 @@ log = logging.getLogger(__name__)
 class TrainResult:
     out: Path
     fit: FitResult
-
-
-def check_run_dir(out: Path, resume: bool) -> None:
-    """Never overwrite a run; resuming needs one."""
-    latest = out / "latest.ckpt"
-    if resume and not latest.is_file():
-        raise ConfigError(f"nothing to resume: {latest} does not exist")
-    if not resume and out.exists() and any(out.iterdir()):
-        raise ConfigError(
-            f"{out} already holds files; pass --resume to continue that run or choose another --out"
-        )
 
 
 def run_training(config: RunConfig, *, resume: bool = False) -> TrainResult:
