@@ -92,6 +92,20 @@ def test_dockerfile_shape():
     assert "apt-get" not in runs  # no compilers or package caches in any layer
 
 
+def test_cpu_and_gpu_images_differ_only_in_base_venv_and_device():
+    """A stage cannot swap its base, so the two runtime stages repeat one tail: keep it so."""
+    steps = _instructions()
+    starts = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
+    cpu, gpu = steps[starts[2] + 1 : starts[3]], steps[starts[3] + 1 :]
+
+    def normalise(stage: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(k, re.sub(r"--from=\w+-build|MAGNETO_DEVICE=\w+", "", a)) for k, a in stage]
+
+    assert normalise(cpu) == normalise(gpu)
+    assert ("COPY", "--from=gpu-build /opt/venv /opt/venv") in gpu
+    assert "MAGNETO_DEVICE=auto" in " ".join(a for k, a in gpu if k == "ENV")
+
+
 def test_compose_reserves_gpus_and_has_health_volumes_restart():
     compose = yaml.safe_load(COMPOSE.read_text())
     api, train = compose["services"]["api"], compose["services"]["train"]
