@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.schemas import ErrorResponse
+
+_DOCUMENTED = {
+    400: "bad input: no image, not an image, truncated image, no tags, malformed JSON or base64",
+    401: "missing or wrong X-API-Key",
+    413: "body or image over the limit",
+    415: "unsupported content type",
+    422: "invalid option, too many tags, or a tag over the length limit",
+    503: "not ready, overloaded, or shutting down",
+}
+
 
 class ApiError(Exception):
+    """Raised anywhere while serving a request; answered as a JSON error."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -16,7 +32,23 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, code: str, message: str, headers=None) -> JSONResponse:
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (every one when none is named)."""
+    return {
+        status: {"model": ErrorResponse, "description": _DOCUMENTED[status]}
+        for status in statuses or _DOCUMENTED
+    }
+
+
+def describe(error: Mapping[str, Any]) -> str:
+    """``field: what is wrong``, for one of pydantic's errors."""
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+    return f"{where}: {error.get('msg')}"
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
@@ -38,11 +70,17 @@ async def http_error_handler(_: Request, exc: Exception) -> JSONResponse:
 
 async def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
-    return error_response(422, "invalid_request", f"{where}: {first.get('msg')}")
+    return error_response(422, "invalid_request", describe(exc.errors()[0]))
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
     rid = getattr(request.state, "request_id", "-")
     return error_response(500, "internal_error", f"unexpected error (request {rid})")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every kind of failure, the unexpected ones too, to a JSON error."""
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)

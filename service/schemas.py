@@ -1,6 +1,12 @@
-"""Request and response models (they make the OpenAPI document at /docs)."""
+"""Request and response models: FastAPI validates responses with them, and /docs shows them.
+
+The request bodies of ``/v1/summarize`` are read by ``service.bodies`` (one endpoint, two media
+types), so ``request_body`` declares them in the OpenAPI document from these same models.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,21 +27,46 @@ class SummarizeJSON(Options):
     tags: list[str] | str = Field(..., description="tags: a list, or one comma-separated string")
 
 
-class SummarizeMultipart(BaseModel):
+class SummarizeMultipart(Options):
     """The multipart form of ``POST /v1/summarize`` (curl users)."""
 
-    image: bytes = Field(..., json_schema_extra={"format": "binary"})
+    model_config = ConfigDict(extra="forbid")
+    image: bytes = Field(..., description="the image file")
     tags: list[str] = Field(
         ..., description="repeat the field, or send one JSON array / comma-separated string"
     )
-    threshold: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=1)
-    min_keep: int | None = Field(None, ge=0)
 
 
 class BatchJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[SummarizeJSON] = Field(..., min_length=1)
+
+
+def request_body(content: dict[str, type[BaseModel]]) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its body itself: one model per media type."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {kind: {"schema": _inline(model)} for kind, model in content.items()},
+        }
+    }
+
+
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with nested models written out: FastAPI does not register them."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)
 
 
 class TagResult(BaseModel):

@@ -203,6 +203,27 @@ def _truncated(raw: bytes) -> bytes:
         (lambda c, s: _multipart(c, s[0][0], threshold="high"), 422, "invalid_option", "threshold"),
         (lambda c, s: _multipart(c, s[0][0], top_k="0"), 422, "invalid_option", "top_k"),
         (lambda c, s: _multipart(c, s[0][0], tags='["sky", '), 400, "malformed_json", "JSON array"),
+        (lambda c, s: _multipart(c, s[0][0], topk="1"), 422, "invalid_request", "topk"),
+        (
+            lambda c, s: c.post(
+                "/v1/summarize",
+                content=b"--x--",
+                headers={"content-type": "multipart/form-data"},
+            ),
+            400,
+            "malformed_multipart",
+            "boundary",
+        ),
+        (
+            lambda c, s: c.post(
+                "/v1/summarize",
+                data={"tags": "sky"},
+                files=[("image", ("a.jpg", s[0][0])), ("other", ("b.jpg", s[0][0]))],
+            ),
+            400,
+            "malformed_multipart",
+            "too many files",
+        ),
         (
             lambda c, s: c.post(
                 "/v1/summarize", content=b"{oops", headers={"content-type": "application/json"}
@@ -309,6 +330,20 @@ def test_bad_input_gets_a_json_error_never_a_500(client, samples, make, status, 
     assert body["error"]["code"] == code
     assert fragment.lower() in body["error"]["message"].lower()
     assert response.headers["content-type"].startswith("application/json")
+
+
+def test_an_unknown_field_is_refused_alike_in_multipart_and_json(client, samples):
+    raw, tags = samples[0]
+    form = _multipart(client, raw, tags=",".join(tags), topk="1")  # curl -F topk=1
+    body = {"image_base64": base64.b64encode(raw).decode(), "tags": tags, "topk": 1}
+    as_json = client.post("/v1/summarize", json=body)
+    for response in (form, as_json):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert response.json()["error"]["message"].startswith("topk: ")
+    assert form.json() == as_json.json()
+    empty = _multipart(client, raw, tags=",".join(tags), topk="")  # even when left empty
+    assert empty.status_code == 422 and "topk" in empty.json()["error"]["message"]
 
 
 def test_chunked_body_over_the_limit_is_413(server):

@@ -1,0 +1,53 @@
+"""FastAPI dependencies: the settings, the model runtime and the API-key check.
+
+``create_app`` puts the settings and the runtime on ``app.state``; routes ask for them here,
+so nothing is a closure over ``create_app`` and a test app can carry its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from service.errors import ApiError
+from service.runtime import ModelRuntime
+from service.settings import ServiceSettings
+
+
+# async, though they do not wait: FastAPI runs plain functions in a thread pool, a hop per call.
+async def get_settings(request: Request) -> ServiceSettings:
+    return request.app.state.settings
+
+
+async def get_runtime(request: Request) -> ModelRuntime:
+    return request.app.state.runtime
+
+
+Settings = Annotated[ServiceSettings, Depends(get_settings)]
+Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
+
+# auto_error=False: a missing key is answered below, as a JSON error like every other one.
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="needed when the service runs with an API key (MAGNETO_API_KEY)",
+)
+
+
+async def require_api_key(
+    settings: Settings, given: Annotated[str | None, Security(api_key_header)]
+) -> None:
+    """401 unless the service has no key or ``X-API-Key`` is that key."""
+    if settings.api_key is None:
+        return
+    if not given:
+        raise ApiError(401, "missing_api_key", "send the API key in the X-API-Key header")
+    expected = settings.api_key.get_secret_value()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "invalid_api_key", "the API key is not valid")
+
+
+GUARDED = [Depends(require_api_key)]

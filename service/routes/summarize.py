@@ -1,0 +1,88 @@
+"""``POST /v1/summarize`` (multipart or JSON) and ``POST /v1/summarize/batch`` (JSON).
+
+Both read their bodies with ``service.bodies`` (see there why); ``openapi_extra`` declares those
+bodies in the OpenAPI document from the same pydantic models.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from magneto.predictor import Prediction
+from service import bodies
+from service.bodies import JSON, MULTIPART
+from service.deps import GUARDED, Runtime, Settings
+from service.errors import ApiError, error_responses
+from service.runtime import ModelRuntime
+from service.schemas import (
+    BatchJSON,
+    BatchResponse,
+    SummarizeJSON,
+    SummarizeMultipart,
+    SummarizeResponse,
+    request_body,
+)
+
+router = APIRouter(tags=["summarize"], dependencies=GUARDED, responses=error_responses())
+ONE = request_body({MULTIPART: SummarizeMultipart, JSON: SummarizeJSON})
+BATCH = request_body({JSON: BatchJSON})
+
+
+@router.post(
+    "/v1/summarize",
+    response_model=SummarizeResponse,
+    openapi_extra=ONE,
+    summary="Keep the tags of one image that matter",
+    description="Send multipart/form-data (an `image` file, `tags`, options; for curl) or "
+    "application/json (`image_base64`, `tags`, options; for programs). Unknown fields are a 422.",
+)
+async def summarize(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
+    kind = bodies.content_type(request)
+    if kind == MULTIPART:
+        item = await bodies.multipart_item(request, settings, runtime.needs_image)
+    elif kind == JSON:
+        item = bodies.json_item(await bodies.read_json(request), settings, runtime.needs_image)
+    else:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send multipart/form-data (image file + tags) or application/json "
+            "(image_base64 + tags)",
+        )
+    (prediction,) = await runtime.predict([item], many=False)
+    return _result(prediction, request, runtime)
+
+
+@router.post(
+    "/v1/summarize/batch",
+    response_model=BatchResponse,
+    openapi_extra=BATCH,
+    summary="Several items in one call",
+)
+async def summarize_batch(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
+    items = await bodies.batch_items(request, settings, runtime.needs_image)
+    predictions = await runtime.predict(items, many=True)
+    return {
+        "results": [_result(p, request, runtime) for p in predictions],
+        "request_id": request.state.request_id,
+    }
+
+
+def _result(prediction: Prediction, request: Request, runtime: ModelRuntime) -> dict[str, Any]:
+    """One item's answer; ``total_ms`` counts from the moment the request arrived."""
+    started = getattr(request.state, "started", time.perf_counter())
+    return {
+        "kept_tags": prediction.kept_tags,
+        "tags": [t.__dict__ for t in prediction.tags],
+        "unknown_tags": prediction.unknown_tags,
+        "threshold": prediction.threshold,
+        "model": {"name": runtime.model_name, "version": runtime.version},
+        "timing": {
+            "total_ms": round(1000 * (time.perf_counter() - started), 3),
+            "model_ms": round(1000 * prediction.seconds, 3),
+        },
+        "request_id": getattr(request.state, "request_id", ""),
+    }
