@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from magneto.errors import MagnetoError
+from magneto.model import TagModel, build_model
 from magneto.model.config import ModelConfig
 from magneto.vocabulary import Vocabulary
 
@@ -110,3 +111,14 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is damaged: {exc}".splitlines()[0]) from None
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> TagModel:
+    """The checkpoint's network with its weights, on ``device``, in eval mode, ready to score.
+
+    The backbone is built without pretrained weights: the checkpoint holds the trained ones.
+    """
+    config = checkpoint.model_config.model_copy(update={"backbone_weights": None})
+    model = build_model(config)
+    model.load_state_dict(checkpoint.model_state)
+    return model.to(device).eval()

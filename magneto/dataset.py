@@ -1,142 +1,54 @@
-"""Datasets of (image, tags, targets) and the batch collator.
+"""The dataset of (image input, tags, targets) and the batch collator.
 
-Items are encoded against the vocabulary once (unknown tags are counted and reported, never a
-crash). Batches are padded only to their longest item and carry a PyTorch-style
-``padding_mask`` (True where a position is padding). Images that are missing or fail to decode
-are reported by item id and, under the ``skip`` policy, left out of the batch; no other item is
-ever put in their place.
+An item's tags are transformed (e.g. by TAD) with a generator seeded by (seed, epoch, index)
+only, so draws do not depend on worker processes or on where a run resumed. What is served
+beside the tags is the dataset's :class:`~magneto.image_inputs.ImageInput`: decoded images,
+cached backbone features, or nothing. Batches are padded only to their longest item and carry
+a PyTorch-style ``padding_mask`` (True where a position is padding); items whose image could
+not be used are reported by id and left out of the batch, never replaced by another item.
+
+The item encoding (:mod:`magneto.items`) and the image inputs (:mod:`magneto.image_inputs`)
+live in their own modules; the names callers need are re-exported here.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from magneto.annotations import Annotation
-from magneto.augment import add_outliers
-from magneto.errors import ImageError
-from magneto.images import DEFAULT_MAX_PIXELS, decode_hint, decode_image, make_transform
-from magneto.vocabulary import Vocabulary
+from magneto.image_inputs import (
+    BadImagePolicy,
+    CachedFeatures,
+    DecodedImages,
+    ImageInput,
+    NoImages,
+)
+from magneto.items import DataReport, EncodedItem, encode_annotations, with_outliers
 
-if TYPE_CHECKING:
-    from magneto.features import CombinedFeatures, FeatureStore
+__all__ = [
+    "BadImagePolicy",
+    "Batch",
+    "CachedFeatures",
+    "Collator",
+    "DataReport",
+    "DecodedImages",
+    "EncodedItem",
+    "ImageInput",
+    "NoImages",
+    "Sample",
+    "TagImageDataset",
+    "TagTransform",
+    "encode_annotations",
+    "pad_samples",
+    "with_outliers",
+    "worker_init",
+]
 
-log = logging.getLogger(__name__)
-
-BadImagePolicy = Literal["skip", "fail"]
 TagTransform = Callable[[list[int], list[int], np.random.Generator], tuple[list[int], list[int]]]
-
-
-@dataclass(frozen=True)
-class EncodedItem:
-    """An item with its tags as vocabulary indices."""
-
-    item_id: str
-    tags: np.ndarray  # int64 (n,)
-    targets: np.ndarray | None  # float32 (n,), 1 = important
-    image: str  # path relative to the image directory
-    outliers: np.ndarray | None = None  # bool (n,), True for tags added as outliers
-    origin: str | None = None  # "FILE:LINE" of the annotation, for messages
-
-
-@dataclass
-class DataReport:
-    """What was left out while building a dataset, for the user to see."""
-
-    unknown_tags: Counter = field(default_factory=Counter)
-    items_without_known_tags: list[str] = field(default_factory=list)
-    missing_images: list[str] = field(default_factory=list)
-
-    def lines(self, max_ids: int = 10) -> list[str]:
-        out: list[str] = []
-        if self.unknown_tags:
-            common = ", ".join(f"{t!r} x{n}" for t, n in self.unknown_tags.most_common(5))
-            out.append(
-                f"{sum(self.unknown_tags.values())} unknown tag occurrences "
-                f"({len(self.unknown_tags)} distinct) were ignored; most common: {common}"
-            )
-        if self.items_without_known_tags:
-            out.append(
-                f"{len(self.items_without_known_tags)} items had no known tag and were skipped: "
-                + _ids(self.items_without_known_tags, max_ids)
-            )
-        if self.missing_images:
-            out.append(
-                f"{len(self.missing_images)} items have no image file and were skipped: "
-                + _ids(self.missing_images, max_ids)
-            )
-        return out
-
-
-def _ids(ids: Sequence[str], limit: int) -> str:
-    shown = ", ".join(ids[:limit])
-    return shown + (f", ... ({len(ids) - limit} more)" if len(ids) > limit else "")
-
-
-def encode_annotations(
-    records: Sequence[Annotation], vocabulary: Vocabulary, report: DataReport | None = None
-) -> tuple[list[EncodedItem], DataReport]:
-    """Map tags to indices; tags the vocabulary lacks are dropped with their labels and reported."""
-    report = report or DataReport()
-    items: list[EncodedItem] = []
-    for record in records:
-        indices: list[int] = []
-        targets: list[float] = []
-        for pos, tag in enumerate(record.tags):
-            idx = vocabulary.get(tag)
-            if idx is None:
-                report.unknown_tags[tag] += 1
-                continue
-            indices.append(idx)
-            if record.labels is not None:
-                targets.append(float(record.labels[pos]))
-        if not indices:
-            report.items_without_known_tags.append(record.item_id)
-            continue
-        items.append(
-            EncodedItem(
-                item_id=record.item_id,
-                tags=np.asarray(indices, dtype=np.int64),
-                targets=np.asarray(targets, dtype=np.float32)
-                if record.labels is not None
-                else None,
-                image=record.image_path,
-                origin=record.origin,
-            )
-        )
-    return items, report
-
-
-def with_outliers(
-    items: Sequence[EncodedItem], k: int, vocab_size: int, seed: int
-) -> list[EncodedItem]:
-    """Add ``k`` random absent vocabulary tags (target 0) to every item, flagged as outliers."""
-    rng = np.random.default_rng(seed)
-    out: list[EncodedItem] = []
-    for item in items:
-        tags, flags = add_outliers(item.tags.tolist(), k, vocab_size, rng)
-        targets = None
-        if item.targets is not None:
-            targets = np.concatenate(
-                [item.targets, np.zeros(len(tags) - len(item.tags), np.float32)]
-            )
-        out.append(
-            replace(
-                item,
-                tags=np.asarray(tags, dtype=np.int64),
-                targets=targets,
-                outliers=np.asarray(flags, dtype=bool),
-            )
-        )
-    return out
 
 
 @dataclass
@@ -153,84 +65,29 @@ class Sample:
 
 
 class TagImageDataset(Dataset):
-    """Images (or cached backbone features, or nothing) and tags of encoded items.
+    """Encoded items' tags, with what ``image_input`` serves beside them.
 
-    ``features``: serve cached feature maps instead of decoding images. ``load_images=False``:
-    serve tags only, for the tag-only baselines. ``tag_transform`` (e.g. TAD) and image
+    ``image_input``: :class:`DecodedImages`, :class:`CachedFeatures` or :class:`NoImages`.
+    Items it cannot serve (missing image files) are left out here and listed in ``report``,
+    or raise, per its ``on_bad_image`` policy. ``tag_transform`` (e.g. TAD) and image
     augmentation draw from a generator seeded by (seed, epoch, index) only.
     """
 
     def __init__(
         self,
         items: Sequence[EncodedItem],
-        image_root: str | Path,
+        image_input: ImageInput,
         *,
-        input_size: int = 112,
-        train: bool = False,
-        augment_images: bool | None = None,
         tag_transform: TagTransform | None = None,
-        on_bad_image: BadImagePolicy = "skip",
-        max_pixels: int = DEFAULT_MAX_PIXELS,
         seed: int = 0,
         report: DataReport | None = None,
-        check_files: bool = True,
-        features: FeatureStore | CombinedFeatures | None = None,
-        load_images: bool = True,
     ) -> None:
-        if on_bad_image not in ("skip", "fail"):
-            raise ValueError(f"on_bad_image must be 'skip' or 'fail', not {on_bad_image!r}")
-        self.image_root = Path(image_root)
+        self.image_input = image_input
         self.report = report or DataReport()
-        self.on_bad_image = on_bad_image
-        items = list(items)
-        self.features = features
-        self.load_images = load_images and features is None
-        if features is not None:
-            # Mirror the image path: missing files go now, undecodable images in their batch.
-            unknown = [
-                it.item_id
-                for it in items
-                if it.item_id not in features.rows
-                and it.item_id not in features.bad
-                and it.item_id not in features.missing
-            ]
-            if unknown:
-                raise ValueError(
-                    f"{len(unknown)} items are not in the feature cache: {_ids(unknown, 5)}"
-                )
-            items = self._drop_missing(items, features.missing)
-        elif self.load_images and check_files:
-            if not self.image_root.is_dir():
-                raise ImageError(f"image directory not found: {self.image_root}")
-            absent = {it.item_id for it in items if not (self.image_root / it.image).is_file()}
-            items = self._drop_missing(items, absent)
-        self.items = items
-        self.input_size = input_size
-        self.augment_images = train if augment_images is None else augment_images
-        self.transform = make_transform(input_size, train=self.augment_images)
-        self.min_side = decode_hint(input_size, train=self.augment_images)
+        self.items = image_input.usable(list(items), self.report)
         self.tag_transform = tag_transform
-        self.max_pixels = max_pixels
         self.seed = seed
         self.epoch = 0
-
-    def _drop_missing(self, items: list[EncodedItem], missing: set[str]) -> list[EncodedItem]:
-        """Stop at the first missing image (``fail``) or leave them out and report (``skip``)."""
-        absent = [it for it in items if it.item_id in missing]
-        if not absent:
-            return items
-        ids = [it.item_id for it in absent]
-        if self.on_bad_image == "fail":
-            first = absent[0]
-            where = f"{first.origin}: " if first.origin else ""
-            raise ImageError(
-                f"{where}item {first.item_id}: image {first.image} not found under "
-                f"{self.image_root} ({len(ids)} missing in all: {_ids(ids, 10)})",
-                item_id=first.item_id,
-            )
-        self.report.missing_images.extend(ids)
-        log.warning("%d items have no image file and are skipped: %s", len(ids), _ids(ids, 10))
-        return [it for it in items if it.item_id not in missing]
 
     def set_epoch(self, epoch: int) -> None:
         """Tag augmentation draws depend on (seed, epoch, index) only: reproducible, resumable."""
@@ -239,12 +96,6 @@ class TagImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def load_image(self, item: EncodedItem, seed: int | None = None) -> torch.Tensor:
-        array = decode_image(
-            self.image_root / item.image, max_pixels=self.max_pixels, min_side=self.min_side
-        )
-        return self.transform(array, seed)
-
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
         tags = item.tags.tolist()
@@ -252,31 +103,16 @@ class TagImageDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.tag_transform is not None:
             tags, targets = self.tag_transform(tags, targets if targets is not None else [], rng)
-        sample = Sample(
+        image, features, error = self.image_input.load(item, rng)
+        return Sample(
             item_id=item.item_id,
-            image=None,
+            image=image,
             tags=torch.tensor(tags, dtype=torch.long),
             targets=torch.tensor(targets, dtype=torch.float32) if targets is not None else None,
             outliers=torch.from_numpy(item.outliers) if item.outliers is not None else None,
+            features=features,
+            error=error,
         )
-        if self.features is not None:
-            reason = self.features.bad.get(item.item_id)
-            if reason is None:
-                sample.features = self.features.get(item.item_id)
-            elif self.on_bad_image == "fail":
-                raise ImageError(f"item {item.item_id}: {reason}", item_id=item.item_id)
-            else:
-                sample.error = reason
-            return sample
-        if not self.load_images:
-            return sample
-        try:
-            sample.image = self.load_image(item, int(rng.integers(2**31)))
-        except ImageError as exc:
-            if self.on_bad_image == "fail":
-                raise ImageError(f"item {item.item_id}: {exc}", item_id=item.item_id) from None
-            sample.error = str(exc)
-        return sample
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""On-disk cache of frozen-backbone feature maps.
+"""Building the on-disk cache of frozen-backbone feature maps.
 
 When the whole backbone is frozen and images are not augmented, an image always yields the
 same trunk feature map, so it is computed once and reused across epochs and runs. A cache
 entry is keyed by the backbone's exact weights, the input size and the pipeline version, and
 by the list of images with their sizes and modification times: change any of these and a new
-entry is built. Entries are written to a temporary file and renamed into place.
+entry is built. Entries are written to a temporary file and renamed into place. Reading an
+entry is :mod:`magneto.feature_store`'s job (re-exported here).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,25 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from magneto.dataset import BadImagePolicy, Collator, DataReport, EncodedItem, TagImageDataset
+from magneto.dataset import (
+    BadImagePolicy,
+    Collator,
+    DataReport,
+    DecodedImages,
+    EncodedItem,
+    TagImageDataset,
+)
+from magneto.feature_store import CombinedFeatures, FeatureStore
 from magneto.model.backbone import ImageFeatureExtractor
 from magneto.runtime import DistInfo, autocast, main_process_first
+
+__all__ = [
+    "CombinedFeatures",
+    "FeatureStore",
+    "backbone_fingerprint",
+    "build_feature_store",
+    "images_fingerprint",
+]
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = "1"
@@ -48,48 +64,6 @@ def images_fingerprint(items: list[EncodedItem], image_root: Path) -> str:
             sig = f"{item.item_id}|{item.image}|missing"
         digest.update(sig.encode())
     return digest.hexdigest()[:16]
-
-
-@dataclass
-class FeatureStore:
-    """Feature maps ``(N, C, H, W)`` (memory-mapped) with the row of each item id."""
-
-    path: Path
-    features: np.ndarray
-    rows: dict[str, int]
-    bad: dict[str, str]  # item id -> why its image failed to decode
-    missing: set[str]  # item ids whose image file does not exist
-
-    def get(self, item_id: str) -> torch.Tensor:
-        return torch.from_numpy(np.array(self.features[self.rows[item_id]]))
-
-    @classmethod
-    def open(cls, path: Path) -> FeatureStore:
-        index = json.loads((path.with_suffix(".json")).read_text())
-        features = np.load(path, mmap_mode="r")
-        rows = {item_id: i for i, item_id in enumerate(index["items"])}
-        return cls(
-            path=path, features=features, rows=rows, bad=index["bad"], missing=set(index["missing"])
-        )
-
-
-class CombinedFeatures:
-    """Several cache entries looked up as one (e.g. train.csv's and unlabeled.csv's)."""
-
-    def __init__(self, stores: list[FeatureStore]) -> None:
-        self.stores = stores
-        self.rows: dict[str, tuple[int, int]] = {}
-        self.bad: dict[str, str] = {}
-        self.missing: set[str] = set()
-        for s, store in enumerate(stores):
-            self.bad.update(store.bad)
-            self.missing |= store.missing
-            for item_id, row in store.rows.items():
-                self.rows.setdefault(item_id, (s, row))
-
-    def get(self, item_id: str) -> torch.Tensor:
-        s, row = self.rows[item_id]
-        return torch.from_numpy(np.array(self.stores[s].features[row]))
 
 
 def build_feature_store(
@@ -149,10 +123,7 @@ def _compute(
     report = DataReport()
     dataset = TagImageDataset(
         items,
-        image_root,
-        input_size=input_size,
-        train=False,
-        on_bad_image=on_bad_image,
+        DecodedImages(image_root, input_size=input_size, on_bad_image=on_bad_image),
         report=report,
     )
     loader = DataLoader(

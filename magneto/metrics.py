@@ -11,8 +11,10 @@ Accumulators hold plain sums, so results from several processes combine by addin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 _FIELDS = (
@@ -153,26 +155,45 @@ def outlier_rate(
     return 100.0 * hit.sum().item() / has.sum().item()
 
 
+def _padded(rows: Sequence[np.ndarray], fill: float = 0.0) -> np.ndarray:
+    """Ragged per-item arrays -> one ``(items, longest)`` float array."""
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), fill)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def metrics_at(
+    threshold: float,
+    scores: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    outliers: Sequence[np.ndarray] | None = None,
+) -> SetMetrics:
+    """Metrics of per-item scores (real tags only) kept at ``threshold``."""
+    if not scores:
+        return SetMetricAccumulator().compute()
+    padding = torch.from_numpy(_padded([np.zeros(len(s)) for s in scores], 1.0) > 0.5)
+    kept = torch.from_numpy(_padded(scores, -1.0) >= threshold)
+    flags = torch.from_numpy(_padded(outliers) > 0.5) if outliers is not None else None
+    return set_metrics(kept, torch.from_numpy(_padded(targets)), padding, flags)
+
+
 DEFAULT_THRESHOLDS = tuple(round(0.05 + 0.01 * i, 2) for i in range(91))  # 0.05 .. 0.95
 
 
 def choose_threshold(
-    scores: list, targets: list, candidates: tuple[float, ...] = DEFAULT_THRESHOLDS
+    scores: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    candidates: tuple[float, ...] = DEFAULT_THRESHOLDS,
 ) -> tuple[float, float]:
     """The decision threshold maximising mean per-item F1 (ties: the one nearest 0.5).
 
     ``scores``/``targets``: one 1-D array per item (real tags only).
     """
-    import numpy as np
-
     if not scores:
         raise ValueError("no validation items to choose a threshold on")
-    length = max(len(s) for s in scores)
-    s = np.full((len(scores), length), -1.0)
-    y = np.zeros((len(scores), length), dtype=bool)
-    for i, (si, yi) in enumerate(zip(scores, targets, strict=True)):
-        s[i, : len(si)] = si
-        y[i, : len(yi)] = np.asarray(yi) > 0.5
+    s = _padded(scores, -1.0)
+    y = _padded(targets) > 0.5
     n_truth = y.sum(1)
     best = (-1.0, 0.5)
     for t in candidates:

@@ -10,43 +10,43 @@ The official ``TrainImagelist``/``TestImagelist`` decide train vs. val.
 Known defects of the real data are reported, not fatal: duplicated item ids (kept once when
 their rows agree, dropped when they disagree), ids listed in both splits (kept in train so
 validation never sees a training image), missing images and JPEGs that fail to decode.
+
+Reading the raw files is :mod:`magneto.nuswide_raw`'s job; this module applies the filters
+and writes the prepared files.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PureWindowsPath
-from typing import Literal
+from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from magneto.annotations import Annotation, write_annotations
-from magneto.errors import DataError, ImageError
-from magneto.images import decode_image
+from magneto.errors import DataError
+from magneto.nuswide_raw import (
+    ImageCheck,
+    RawRow,
+    check_images,
+    parse_image_line,
+    read_concepts,
+    read_image_list,
+    read_raw_rows,
+)
 from magneto.vocabulary import Vocabulary
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "OUTPUT_FILES",
+    "ImageCheck",
+    "PreparationSummary",
+    "parse_image_line",
+    "prepare_nuswide",
+]
 
 OUTPUT_FILES = ("train.csv", "val.csv", "vocab.csv", "unlabeled.csv", "summary.json")
-ImageCheck = Literal["none", "exists", "decode"]
-
-
-@dataclass
-class RawRow:
-    """One line of ``Imagelist.txt`` with its tags and labels."""
-
-    row: int
-    item_id: str
-    image: str  # "<category>/<NNNN>_<id>.jpg", relative to Flickr/
-    tags: tuple[int, ...]  # concept indices, in concept order
-    important: tuple[int, ...]
 
 
 @dataclass
@@ -99,141 +99,6 @@ class PreparationSummary:
         return out
 
 
-# -- reading the raw layout --------------------------------------------------------------------
-
-
-def find_concepts_file(root: Path) -> Path:
-    for candidate in (root / "ConceptsList" / "Concepts81.txt", root / "Concepts81.txt"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(
-        root / "ConceptsList" / "Concepts81.txt",
-        None,
-        "Concepts81.txt not found (looked in ConceptsList/ and at the root)",
-    )
-
-
-def read_concepts(root: Path) -> list[str]:
-    path = find_concepts_file(root)
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n]
-    if not names:
-        raise DataError(path, None, "no concept names")
-    if len(set(names)) != len(names):
-        raise DataError(path, None, "a concept name appears twice")
-    return names
-
-
-def parse_image_line(line: str) -> tuple[str, str]:
-    """``actor\\0001_2124494179.jpg`` -> (item id ``2124494179``, ``actor/0001_2124494179.jpg``)."""
-    parts = PureWindowsPath(line.strip()).parts  # accepts both \\ and / separators
-    if not parts:
-        raise ValueError("empty line")
-    name = parts[-1]
-    item_id = name.rsplit("_", 1)[-1].rsplit(".", 1)[0]
-    if not item_id:
-        raise ValueError(f"no item id in {line.strip()!r}")
-    rel = "/".join(parts[-2:]) if len(parts) >= 2 else name
-    return item_id, rel
-
-
-def read_image_list(path: Path) -> list[tuple[str, str]]:
-    if not path.is_file():
-        raise DataError(path, None, "image list not found")
-    rows: list[tuple[str, str]] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(parse_image_line(line))
-            except ValueError as exc:
-                raise DataError(path, number, str(exc)) from None
-    return rows
-
-
-def _read_01_matrix(path: Path, rows: int, cols: int) -> np.ndarray:
-    """Read a whitespace-separated 0/1 matrix, naming the first bad line if it is malformed."""
-    if not path.is_file():
-        raise DataError(path, None, "file not found")
-    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    numbered = [(i, ln.split()) for i, ln in enumerate(lines, start=1) if ln.strip()]
-    if len(numbered) != rows:
-        raise DataError(path, None, f"has {len(numbered)} rows but Imagelist.txt has {rows}")
-    for number, values in numbered:
-        if len(values) != cols:
-            raise DataError(path, number, f"expected {cols} values, found {len(values)}")
-    tokens = np.array([v for _, values in numbered for v in values])
-    ones, zeros = tokens == "1", tokens == "0"
-    if not bool((ones | zeros).all()):
-        bad = int(np.flatnonzero(~(ones | zeros))[0]) // cols
-        raise DataError(path, numbered[bad][0], "values must be 0 or 1")
-    return ones.reshape(rows, cols)
-
-
-def read_raw_rows(root: Path, concepts: Sequence[str]) -> list[RawRow]:
-    images = read_image_list(root / "ImageList" / "Imagelist.txt")
-    n = len(images)
-    tags = _read_01_matrix(root / "NUS_WID_Tags" / "AllTags81.txt", n, len(concepts))
-    labels = np.zeros((n, len(concepts)), dtype=bool)
-    label_dir = root / "Groundtruth" / "AllLabels"
-    for c, concept in enumerate(concepts):
-        labels[:, c] = _read_01_matrix(label_dir / f"Labels_{concept}.txt", n, 1)[:, 0]
-    return [
-        RawRow(
-            row=i,
-            item_id=item_id,
-            image=rel,
-            tags=tuple(np.flatnonzero(tags[i]).tolist()),
-            important=tuple(np.flatnonzero(labels[i]).tolist()),
-        )
-        for i, (item_id, rel) in enumerate(images)
-    ]
-
-
-# -- image checks ------------------------------------------------------------------------------
-
-
-def _check_one(args: tuple[str, str]) -> str | None:
-    path, _ = args
-    try:
-        decode_image(path, min_side=64)
-    except ImageError as exc:
-        return str(exc)
-    return None
-
-
-def check_images(
-    rows: Sequence[RawRow], image_root: Path, mode: ImageCheck, workers: int
-) -> tuple[set[str], set[str]]:
-    """Return the item ids whose image is missing, and those whose image fails to decode."""
-    if mode == "none":
-        return set(), set()
-    missing = {r.item_id for r in rows if not (image_root / r.image).is_file()}
-    if mode == "exists":
-        return missing, set()
-    todo = [(str(image_root / r.image), r.item_id) for r in rows if r.item_id not in missing]
-    corrupt: set[str] = set()
-    bar = tqdm(total=len(todo), desc="decoding images", unit="img", leave=False)
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(_check_one, todo, chunksize=64)
-            for (_, item_id), err in zip(todo, results, strict=True):
-                if err:
-                    corrupt.add(item_id)
-                bar.update()
-    else:
-        for job in todo:
-            if _check_one(job):
-                corrupt.add(job[1])
-            bar.update()
-    bar.close()
-    return missing, corrupt
-
-
-# -- the preparation ----------------------------------------------------------------------------
-
-
 def _resolve_duplicates(
     rows: list[RawRow], summary: PreparationSummary
 ) -> tuple[list[RawRow], dict[str, set[str]]]:
@@ -281,9 +146,10 @@ def prepare_nuswide(
     summary = PreparationSummary(images_listed=len(rows), concepts=len(concepts))
     image_root = root / "Flickr"
     summary.image_root = str(image_root)
-
-    train_paths = {rel for _, rel in read_image_list(root / "ImageList" / "TrainImagelist.txt")}
-    test_paths = {rel for _, rel in read_image_list(root / "ImageList" / "TestImagelist.txt")}
+    splits = [
+        {rel for _, rel in read_image_list(root / "ImageList" / name)}
+        for name in ("TrainImagelist.txt", "TestImagelist.txt")
+    ]
 
     rows, paths_by_id = _resolve_duplicates(rows, summary)
     summary.add_step("unique item ids (duplicates resolved)", len(rows))
@@ -308,10 +174,23 @@ def prepare_nuswide(
         summary.add_step(
             f"image present{' and decodable' if image_check == 'decode' else ''}", len(usable)
         )
+    train, val = _split(usable, paths_by_id, splits, summary)
+    unlabeled = [r for r in unlabeled if r.item_id not in bad]
+    _write(out, concepts, train, val, unlabeled, summary)
+    return summary
 
+
+def _split(
+    rows: list[RawRow],
+    paths_by_id: dict[str, set[str]],
+    splits: list[set[str]],
+    summary: PreparationSummary,
+) -> tuple[list[RawRow], list[RawRow]]:
+    """Train and val by the official lists; an id in both goes to train, in neither nowhere."""
+    train_paths, test_paths = splits
     train: list[RawRow] = []
     val: list[RawRow] = []
-    for r in usable:
+    for r in rows:
         paths = paths_by_id[r.item_id]
         in_train, in_test = bool(paths & train_paths), bool(paths & test_paths)
         if in_train and in_test:
@@ -322,7 +201,18 @@ def prepare_nuswide(
             val.append(r)
         else:
             summary.ids_in_no_split.append(r.item_id)
-    unlabeled = [r for r in unlabeled if r.item_id not in bad]
+    return train, val
+
+
+def _write(
+    out: Path,
+    concepts: list[str],
+    train: list[RawRow],
+    val: list[RawRow],
+    unlabeled: list[RawRow],
+    summary: PreparationSummary,
+) -> None:
+    """The annotation files, the vocabulary, and the summary with its statistics (last)."""
 
     def to_record(r: RawRow, labelled: bool) -> Annotation:
         important = set(r.important)
@@ -354,4 +244,3 @@ def prepare_nuswide(
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / "summary.json")
-    return summary

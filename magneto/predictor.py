@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from magneto.checkpoint import Checkpoint, load_checkpoint
+from magneto.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from magneto.dataset import Sample, pad_samples
 from magneto.errors import MagnetoError
 from magneto.images import DEFAULT_MAX_PIXELS, ImageSource, decode_image, make_transform
-from magneto.model import build_model
-from magneto.runtime import autocast, resolve_device
+from magneto.loop import forward
+from magneto.runtime import resolve_device
 from magneto.vocabulary import Vocabulary, dedupe_tags
 
 
@@ -102,11 +102,8 @@ class Predictor:
         self.threshold = checkpoint.threshold
         self.input_size = checkpoint.input_size
         self.max_pixels = max_pixels
-        config = checkpoint.model_config.model_copy(update={"backbone_weights": None})
-        self.model = build_model(config)
-        self.model.load_state_dict(checkpoint.model_state)
-        self.model.to(self.device).eval()
-        self.uses_images = bool(getattr(self.model, "uses_images", False))
+        self.model = model_from_checkpoint(checkpoint, self.device)
+        self.uses_images = self.model.uses_images
         self.transform = make_transform(self.input_size, train=False)
 
     @classmethod
@@ -177,10 +174,8 @@ class Predictor:
                 for i in runnable
             ]
             batch = pad_samples(samples, self.vocabulary.padding_index).to(self.device)
-            with torch.inference_mode(), autocast(self.device, self.amp):
-                out = self.model(
-                    batch.images if self.uses_images else None, batch.tags, batch.padding_mask
-                )
+            with torch.inference_mode():
+                out = forward(self.model, batch, self.device, self.amp)
             final = out.final.float().cpu().numpy()
             alpha = out.alpha.float().cpu().numpy() if out.alpha is not None else None
             for row, i in enumerate(runnable):

@@ -1,8 +1,8 @@
 """A prepared dataset directory (``magneto prepare``'s output) and the datasets runs build on it.
 
 Shared by the training and pre-training stages: the vocabulary, the annotation splits, and a
-dataset that serves decoded images, cached backbone features, or tags only, as the model and
-config need.
+dataset whose image input (decoded images, cached backbone features, or none) is what the
+model and config need.
 """
 
 from __future__ import annotations
@@ -15,32 +15,40 @@ from torch import nn
 
 from magneto.annotations import read_annotations
 from magneto.config import ConfigError, RunConfig
-from magneto.dataset import DataReport, EncodedItem, TagImageDataset, encode_annotations
-from magneto.features import CombinedFeatures, FeatureStore, build_feature_store
+from magneto.dataset import (
+    CachedFeatures,
+    DecodedImages,
+    ImageInput,
+    NoImages,
+    TagImageDataset,
+    TagTransform,
+)
+from magneto.feature_store import Features, FeatureStore
+from magneto.features import build_feature_store
+from magneto.items import DataReport, EncodedItem, encode_annotations
 from magneto.runtime import DistInfo
 from magneto.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
 
+def _existing_dir(value: str | None, kind: str, unset: str) -> Path:
+    """``value`` as a directory that exists; ``unset`` is the message when none was given."""
+    if not value:
+        raise ConfigError(unset)
+    path = Path(value)
+    if not path.is_dir():
+        raise ConfigError(f"{kind} directory not found: {path}")
+    return path
+
+
 def data_dir(config: RunConfig) -> Path:
-    if not config.data:
-        raise ConfigError("no dataset given: pass --data DIR (a prepared dataset directory)")
-    path = Path(config.data)
-    if not path.is_dir():
-        raise ConfigError(f"dataset directory not found: {path}")
-    return path
+    unset = "no dataset given: pass --data DIR (a prepared dataset directory)"
+    return _existing_dir(config.data, "dataset", unset)
 
 
-def image_dir(config: RunConfig, needed: bool) -> Path:
-    if not needed:
-        return Path(config.images or ".")
-    if not config.images:
-        raise ConfigError("this model reads images: pass --images DIR")
-    path = Path(config.images)
-    if not path.is_dir():
-        raise ConfigError(f"image directory not found: {path}")
-    return path
+def image_dir(config: RunConfig) -> Path:
+    return _existing_dir(config.images, "image", "this model reads images: pass --images DIR")
 
 
 def load_vocabulary(config: RunConfig) -> Vocabulary:
@@ -68,7 +76,7 @@ def feature_store(
     config.check_cache()
     return build_feature_store(
         items,
-        image_dir(config, True),
+        image_dir(config),
         model.image_extractor,  # type: ignore[attr-defined]
         backbone=config.model.backbone,
         input_size=config.input_size,
@@ -89,29 +97,27 @@ def make_dataset(
     model: nn.Module,
     *,
     train: bool,
-    tag_transform=None,
+    tag_transform: TagTransform | None = None,
     device: torch.device,
     dist_info: DistInfo,
-    features: FeatureStore | CombinedFeatures | None = None,
+    features: Features | None = None,
 ) -> TagImageDataset:
     """Decoded images, cached backbone features, or no images, as the config and model need.
 
     With ``feature_cache`` on and no ``features`` given, the cache entry of ``items`` is used.
     """
-    uses_images = bool(getattr(model, "uses_images", False))
-    root = image_dir(config, uses_images)
-    common = dict(
-        input_size=config.input_size,
-        on_bad_image=config.on_bad_image,
-        seed=config.seed,
-        tag_transform=tag_transform,
-    )
-    if not uses_images:
-        return TagImageDataset(items, root, load_images=False, **common)
-    if config.feature_cache:
-        if features is None:
-            features = feature_store(config, items, model, device=device, dist_info=dist_info)
-        return TagImageDataset(items, root, features=features, **common)
-    return TagImageDataset(
-        items, root, train=train, augment_images=train and config.augment_images, **common
-    )
+    image_input: ImageInput = NoImages()
+    if config.model.uses_images:
+        root = image_dir(config)
+        if not config.feature_cache:
+            image_input = DecodedImages(
+                root,
+                input_size=config.input_size,
+                augment=train and config.augment_images,
+                on_bad_image=config.on_bad_image,
+            )
+        else:
+            if features is None:
+                features = feature_store(config, items, model, device=device, dist_info=dist_info)
+            image_input = CachedFeatures(features, root, on_bad_image=config.on_bad_image)
+    return TagImageDataset(items, image_input, tag_transform=tag_transform, seed=config.seed)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import colorsys
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,10 @@ class SynthSummary:
 
 @dataclass
 class _Item:
+    """One image-list row to write (a duplicated id has two, in different categories)."""
+
     item_id: str
-    scene: str
+    scene: str  # also the row's category folder
     visible: list[int]  # concept indices drawn in the image
     tags: list[int]  # concept indices the uploader gave
     test: bool
@@ -114,11 +117,6 @@ def concept_style(concept: int) -> tuple[str, float, int]:
         if name in members:
             return scene, float(HUES[members.index(name)]), g % len(SHAPES)
     raise KeyError(name)
-
-
-def _scene_indices() -> dict[str, list[int]]:
-    index = {c: i for i, c in enumerate(CONCEPTS81)}
-    return {scene: [index[c] for c in members] for scene, members in SCENES.items()}
 
 
 def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) -> Image.Image:
@@ -152,18 +150,14 @@ def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) ->
         elif SHAPES[shape] == "ellipse":
             draw.ellipse(box, fill=fill)
         else:
-            cut = side // 4
-            draw.polygon(
-                [(x0 + cut, y0), (x0 + side - cut, y0), (x0 + side, y0 + cut),
-                 (x0 + side, y0 + side - cut), (x0 + side - cut, y0 + side),
-                 (x0 + cut, y0 + side), (x0, y0 + side - cut), (x0, y0 + cut)],
-                fill=fill,
-            )  # fmt: skip
+            a, b = side // 4, side - side // 4  # an octagon: the square with its corners cut
+            corners = [(a, 0), (b, 0), (side, a), (side, b), (b, side), (a, side), (0, b), (0, a)]
+            draw.polygon([(x0 + dx, y0 + dy) for dx, dy in corners], fill=fill)
     return image
 
 
 def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
-    groups = _scene_indices()
+    groups = {scene: [CONCEPTS81.index(c) for c in m] for scene, m in SCENES.items()}
     scenes = list(groups)
     all_concepts = np.arange(len(CONCEPTS81))
     used: set[int] = set()
@@ -185,9 +179,7 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
         return sorted(set(visible) | set(absent) | set(random_tags))
 
     def draw_visible(scene: str) -> list[int]:
-        return sorted(
-            rng.choice(groups[scene], size=int(rng.integers(1, 4)), replace=False).tolist()
-        )
+        return sorted(rng.choice(groups[scene], int(rng.integers(1, 4)), replace=False).tolist())
 
     items: list[_Item] = []
     for _ in range(config.items):
@@ -198,13 +190,9 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
         scene = scenes[int(rng.integers(len(scenes)))]
         if k % 10 < 7:  # a visible concept the uploader did not tag: important ⊄ tags
             visible = draw_visible(scene)
-            visible = (
-                visible
-                if len(visible) > 1
-                else sorted(
-                    set(visible) | {int(rng.choice([c for c in groups[scene] if c not in visible]))}
-                )
-            )
+            if len(visible) == 1:  # a second one, so that something stays visible and tagged
+                others = [c for c in groups[scene] if c not in visible]
+                visible = sorted({*visible, int(rng.choice(others))})
             tags = [c for c in tags_for(scene, visible) if c != visible[0]]
             items.append(_Item(new_id(), scene, visible, tags, False, "untagged-visible"))
         else:  # nothing of the tags is in the picture: no ground truth at all
@@ -219,96 +207,90 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
     return items
 
 
-def generate(config: SynthConfig, out: str | Path, *, overwrite: bool = False) -> SynthSummary:
-    """Write the dataset under ``out``; returns what preparation should find."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; choose another --out or pass --overwrite")
-    rng = np.random.default_rng(config.seed)
-    items = _plan_items(config, rng)
-    summary = SynthSummary(defects={})
-    labelled = [it for it in items if not it.defect]
-
-    # Duplicated ids get a second image-list line under another category folder.
-    extra_rows: list[tuple[_Item, str, list[int], list[int], bool]] = []
-    missing: set[str] = set()
-    truncated: set[str] = set()
-    if config.defects and len(labelled) >= 8:
-        agree, disagree, gone = labelled[0], labelled[1], labelled[2]
-        other_scene = next(s for s in SCENES if s != agree.scene)
+def _plan_defects(labelled: list[_Item]) -> tuple[list[_Item], dict[str, list[str]]]:
+    """NUS-WIDE's known defects on the first labelled items: the extra rows and the ids."""
+    agree, disagree, gone = labelled[:3]
+    other_scene = next(s for s in SCENES if s != agree.scene)
+    flipped = [c for c in disagree.tags if c not in disagree.visible][:1] or disagree.tags[:1]
+    extra_rows = [
         # Same photo filed under a second category, in the other split: rows agree.
-        extra_rows.append((agree, other_scene, agree.visible, agree.tags, not agree.test))
+        replace(agree, scene=other_scene, test=not agree.test),
         # Same id again with different ground truth: rows disagree.
-        flipped = [c for c in disagree.tags if c not in disagree.visible][:1] or disagree.tags[:1]
-        extra_rows.append((disagree, other_scene, flipped, disagree.tags, disagree.test))
-        missing.add(gone.item_id)
-        truncated.update(it.item_id for it in labelled[3:6])
-        summary.defects = {
-            "duplicate id, rows agree (one row in each split)": [agree.item_id],
-            "duplicate id, rows disagree": [disagree.item_id],
-            "missing image": [gone.item_id],
-            "truncated jpeg": sorted(truncated),
-        }
+        replace(disagree, scene=other_scene, visible=flipped),
+    ]
+    return extra_rows, {
+        "duplicate id, rows agree (one row in each split)": [agree.item_id],
+        "duplicate id, rows disagree": [disagree.item_id],
+        "missing image": [gone.item_id],
+        "truncated jpeg": sorted(it.item_id for it in labelled[3:6]),
+    }
 
-    root = out
-    (root / "ConceptsList").mkdir(parents=True, exist_ok=True)
-    (root / "ImageList").mkdir(exist_ok=True)
-    (root / "NUS_WID_Tags").mkdir(exist_ok=True)
-    (root / "Groundtruth" / "AllLabels").mkdir(parents=True, exist_ok=True)
+
+def _write_layout(
+    root: Path,
+    rows: list[_Item],
+    defects: dict[str, list[str]],
+    size: int,
+    rng: np.random.Generator,
+) -> None:
+    """The concept list, the image lists, the images, and the tag and label matrices."""
+    for sub in ("ConceptsList", "ImageList", "NUS_WID_Tags", "Groundtruth/AllLabels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(CONCEPTS81) + "\n")
-
-    counters: dict[str, int] = {}
-    rows: list[tuple[str, list[int], list[int], bool]] = []  # (list line, tags, visible, test)
-
-    def list_line(item: _Item, category: str) -> str:
-        counters[category] = counters.get(category, 0) + 1
-        return f"{category}\\{counters[category]:04d}_{item.item_id}.jpg"
-
-    for item in items:
-        rows.append((list_line(item, item.scene), item.tags, item.visible, item.test))
-    for item, category, visible, tags, test in extra_rows:
-        rows.append((list_line(item, category), tags, visible, test))
-
-    for line, _, visible, _ in rows:
-        category, name = line.split("\\")
-        item_id = name.rsplit("_", 1)[1][:-4]
-        if item_id in missing:
+    counters: Counter[str] = Counter()
+    listed: list[tuple[str, _Item]] = []  # (Imagelist.txt line, row)
+    for row in rows:
+        counters[row.scene] += 1
+        listed.append((f"{row.scene}\\{counters[row.scene]:04d}_{row.item_id}.jpg", row))
+    for line, row in listed:
+        if row.item_id in defects.get("missing image", []):
             continue
-        folder = root / "Flickr" / category
-        folder.mkdir(parents=True, exist_ok=True)
-        image = render_scene(visible, config.image_size, rng)
-        path = folder / name
-        image.save(path, format="JPEG", quality=90)
-        if item_id in truncated:
+        path = root / "Flickr" / line.replace("\\", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_scene(row.visible, size, rng).save(path, format="JPEG", quality=90)
+        if row.item_id in defects.get("truncated jpeg", []):
             data = path.read_bytes()
             path.write_bytes(data[: len(data) // 3])
-
-    n = len(CONCEPTS81)
-    with (root / "ImageList" / "Imagelist.txt").open("w", newline="\r\n") as handle:
-        handle.writelines(line + "\n" for line, *_ in rows)
-    with (root / "ImageList" / "TrainImagelist.txt").open("w", newline="\r\n") as handle:
-        handle.writelines(line + "\n" for line, _, _, test in rows if not test)
-    with (root / "ImageList" / "TestImagelist.txt").open("w", newline="\r\n") as handle:
-        handle.writelines(line + "\n" for line, _, _, test in rows if test)
-    tag_matrix = np.zeros((len(rows), n), dtype=np.uint8)
-    label_matrix = np.zeros((len(rows), n), dtype=np.uint8)
-    for r, (_, tags, visible, _) in enumerate(rows):
-        tag_matrix[r, tags] = 1
-        label_matrix[r, visible] = 1
+    for name, split in (("Imagelist", None), ("TrainImagelist", False), ("TestImagelist", True)):
+        with (root / "ImageList" / f"{name}.txt").open("w", newline="\r\n") as handle:
+            handle.writelines(line + "\n" for line, row in listed if split in (None, row.test))
+    tag_matrix = np.zeros((len(rows), len(CONCEPTS81)), dtype=np.uint8)
+    label_matrix = np.zeros_like(tag_matrix)
+    for r, row in enumerate(rows):
+        tag_matrix[r, row.tags] = 1
+        label_matrix[r, row.visible] = 1
     with (root / "NUS_WID_Tags" / "AllTags81.txt").open("w") as handle:
-        handle.writelines(" ".join(map(str, row)) + " \n" for row in tag_matrix)
+        handle.writelines(" ".join(map(str, values)) + " \n" for values in tag_matrix)
     for c, concept in enumerate(CONCEPTS81):
         (root / "Groundtruth" / "AllLabels" / f"Labels_{concept}.txt").write_text(
             "\n".join(map(str, label_matrix[:, c])) + "\n"
         )
 
-    summary.images_listed = len(rows)
-    summary.labelled = len(labelled)
-    summary.unlabeled_untagged_visible = sum(it.defect == "untagged-visible" for it in items)
-    summary.unlabeled_no_visible = sum(it.defect == "no-visible" for it in items)
-    summary.no_tags = sum(it.defect == "no-tags" for it in items)
-    dropped = 2 if summary.defects else 0  # the disagreeing duplicate and the missing image
-    summary.expected_prepared = len(labelled) - dropped
+
+def generate(config: SynthConfig, out: str | Path, *, overwrite: bool = False) -> SynthSummary:
+    """Write the dataset under ``out``; returns what preparation should find."""
+    root = Path(out)
+    if root.exists() and any(root.iterdir()) and not overwrite:
+        raise FileExistsError(f"{root} is not empty; choose another --out or pass --overwrite")
+    rng = np.random.default_rng(config.seed)
+    items = _plan_items(config, rng)
+    labelled = [it for it in items if not it.defect]
+    extra_rows: list[_Item] = []
+    defects: dict[str, list[str]] = {}
+    if config.defects and len(labelled) >= 8:
+        extra_rows, defects = _plan_defects(labelled)
+    _write_layout(root, items + extra_rows, defects, config.image_size, rng)
+    kinds = Counter(it.defect for it in items)
+    summary = SynthSummary(
+        images_listed=len(items) + len(extra_rows),
+        labelled=len(labelled),
+        unlabeled_untagged_visible=kinds["untagged-visible"],
+        unlabeled_no_visible=kinds["no-visible"],
+        no_tags=kinds["no-tags"],
+        defects=defects,
+        # Preparation drops the disagreeing duplicate and the missing image.
+        expected_prepared=len(labelled) - (2 if defects else 0),
+    )
     tmp = root / "synth_summary.json.tmp"
     tmp.write_text(json.dumps({"config": config.model_dump(), **asdict(summary)}, indent=2))
     os.replace(tmp, root / "synth_summary.json")

@@ -13,19 +13,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
-from magneto.checkpoint import load_checkpoint
 from magneto.config import ConfigError, RunConfig
-from magneto.embeddings import init_embeddings
-from magneto.engine import FitResult, Trainer
-from magneto.model import build_model
-from magneto.prepared import data_dir, feature_store, load_items, load_vocabulary, make_dataset
-from magneto.runtime import (
-    check_run_dir,
-    init_distributed,
-    seed_everything,
-    shutdown_distributed,
-)
+from magneto.dataset import EncodedItem
+from magneto.feature_store import CombinedFeatures
+from magneto.prepared import data_dir, feature_store, load_items, make_dataset
+from magneto.stage import Stage, StageRun, run_stage, with_model
+from magneto.trainer import FitResult
 from pretraining.noise import RandomTagNoise
 
 log = logging.getLogger(__name__)
@@ -39,87 +34,75 @@ class PretrainResult:
     fit: FitResult
 
 
-def run_pretraining(config: RunConfig, *, resume: bool = False) -> PretrainResult:
-    if not config.out:
-        raise ConfigError("no run directory given: pass --out DIR")
-    out = Path(config.out)
-    dist_info, device = init_distributed(config.device)
-    try:
-        if dist_info.is_main:
-            check_run_dir(out, resume)
-        seed_everything(config.seed)
-        vocabulary = load_vocabulary(config)
-        model_config = config.model.model_copy(
-            update={"vocab_size": len(vocabulary), "gating": False, "architecture": "magneto"}
-        )
-        config = config.model_copy(
+class PretrainStage(Stage):
+    """Unlabeled (and train) items with random tags added; both stream losses, no gate."""
+
+    name = "pretrain"
+    checkpoints = CHECKPOINTS
+
+    def configure(self, config: RunConfig) -> RunConfig:
+        config = with_model(config, gating=False, architecture="magneto")
+        return config.model_copy(
             update={
-                "model": model_config,
                 "epochs": config.pretrain_epochs or config.epochs,
                 "lr": config.pretrain_lr or config.lr,
             }
         )
-        model = build_model(model_config)
-        if not resume:
-            init_embeddings(model, config, vocabulary)
 
-        root = data_dir(config)
-        items = []
+    def aux(self, config: RunConfig) -> bool:
+        return True  # L_u = L_it + L_t: the gate-less model has no final loss of its own
+
+    def threshold(self, config: RunConfig) -> float | None:
+        return 0.5  # fine-tuning never uses the pre-training threshold
+
+    def datasets(self, run: StageRun) -> tuple[Dataset, Dataset]:
+        config = run.config
+        items, features = self._items(run)
+        if len(items) < 2:
+            raise ConfigError("pre-training needs at least 2 items")
+        order = np.random.default_rng(config.seed).permutation(len(items))
+        n_val = max(1, round(config.pretrain_val_fraction * len(items)))
+        noise = RandomTagNoise(len(run.vocabulary), config.noise_ratio, config.max_len)
+        train, val = (
+            make_dataset(
+                config,
+                [items[i] for i in rows],
+                run.model,
+                train=is_train,
+                tag_transform=noise,
+                device=run.device,
+                dist_info=run.dist_info,
+                features=features,
+            )
+            for rows, is_train in ((order[n_val:], True), (order[:n_val], False))
+        )
+        log.info("pre-training on %d items, validating on %d", len(train), len(val))
+        return train, val
+
+    def _items(self, run: StageRun) -> tuple[list[EncodedItem], CombinedFeatures | None]:
+        """Every source's items (first occurrence of an id wins), labels dropped, and the
+        sources' feature-cache entries (shared with ``magneto train``) looked up as one."""
+        config, root = run.config, data_dir(run.config)
+        items: list[EncodedItem] = []
+        seen: set[str] = set()
         stores = []
         for source in config.pretrain_sources:
             path = root / f"{source}.csv"
             if not path.is_file():
                 raise ConfigError(f"pre-training source {path} not found")
-            loaded, _ = load_items(path, vocabulary, labelled=False)
-            if config.feature_cache:  # one entry per file, shared with ``magneto train``
+            loaded, _ = load_items(path, run.vocabulary, labelled=False)
+            if config.feature_cache:
                 stores.append(
-                    feature_store(config, loaded, model, device=device, dist_info=dist_info)
+                    feature_store(
+                        config, loaded, run.model, device=run.device, dist_info=run.dist_info
+                    )
                 )
-            seen = {it.item_id for it in items}
             items += [replace(it, targets=None) for it in loaded if it.item_id not in seen]
-        if len(items) < 2:
-            raise ConfigError("pre-training needs at least 2 items")
-        order = np.random.default_rng(config.seed).permutation(len(items))
-        n_val = max(1, round(config.pretrain_val_fraction * len(items)))
-        val_items = [items[i] for i in order[:n_val]]
-        train_items = [items[i] for i in order[n_val:]]
-        noise = RandomTagNoise(len(vocabulary), config.noise_ratio, config.max_len)
-        train = make_dataset(
-            config,
-            train_items,
-            model,
-            train=True,
-            tag_transform=noise,
-            device=device,
-            dist_info=dist_info,
-        )
-        val = make_dataset(
-            config,
-            val_items,
-            model,
-            train=False,
-            tag_transform=noise,
-            device=device,
-            dist_info=dist_info,
-        )
-        log.info("pre-training on %d items, validating on %d", len(train), len(val))
-        resume_state = load_checkpoint(out / "latest.ckpt") if resume else None
-        trainer = Trainer(
-            config,
-            model,
-            vocabulary,
-            train,
-            val,
-            out=out,
-            stage="pretrain",
-            device=device,
-            dist_info=dist_info,
-            aux=True,
-            threshold=0.5,  # fine-tuning never uses the pre-training threshold
-            checkpoint_names=CHECKPOINTS,
-            resume_state=resume_state,
-        )
-        fit = trainer.fit()
-        return PretrainResult(out=out, checkpoint=out / CHECKPOINTS["best_loss"], fit=fit)
-    finally:
-        shutdown_distributed()
+            seen.update(it.item_id for it in loaded)
+        return items, CombinedFeatures(stores) if stores else None
+
+
+def run_pretraining(config: RunConfig, *, resume: bool = False) -> PretrainResult:
+    fit = run_stage(PretrainStage(), config, resume=resume)
+    out = Path(config.out or "")
+    return PretrainResult(out=out, checkpoint=out / CHECKPOINTS["best_loss"], fit=fit)

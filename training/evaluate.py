@@ -7,27 +7,30 @@ is kept. The backbone runs once per image for both the clean and the outlier pas
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from magneto.checkpoint import load_checkpoint
+from magneto.checkpoint import load_checkpoint, model_from_checkpoint
 from magneto.dataset import (
+    Batch,
     Collator,
     DataReport,
+    EncodedItem,
     Sample,
     TagImageDataset,
     pad_samples,
     with_outliers,
 )
-from magneto.metrics import SetMetricAccumulator, SetMetrics
-from magneto.model import build_model
+from magneto.image_inputs import DecodedImages, ImageInput, NoImages
+from magneto.loop import ScoredItem, score
+from magneto.metrics import SetMetrics, metrics_at
 from magneto.prepared import load_items
-from magneto.runtime import autocast, resolve_device
+from magneto.runtime import resolve_device
 
 
 @dataclass
@@ -76,6 +79,38 @@ class EvaluationResult:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+class OutlierView:
+    """A batch's items with their outlier tags added (the backbone features are reused)."""
+
+    def __init__(self, items: Sequence[EncodedItem], padding_index: int) -> None:
+        self.items = {item.item_id: item for item in items}
+        self.padding_index = padding_index
+
+    def __call__(self, batch: Batch) -> Batch:
+        samples = []
+        for item_id in batch.item_ids:
+            item = self.items[item_id]
+            samples.append(
+                Sample(
+                    item_id=item_id,
+                    image=None,
+                    tags=torch.from_numpy(item.tags),
+                    targets=torch.from_numpy(item.targets),  # type: ignore[arg-type]
+                    outliers=torch.from_numpy(item.outliers),  # type: ignore[arg-type]
+                )
+            )
+        return replace(pad_samples(samples, self.padding_index), features=batch.features)
+
+
+def _metrics(threshold: float, items: list[ScoredItem], outliers: bool = False) -> SetMetrics:
+    return metrics_at(
+        threshold,
+        [i.scores for i in items],
+        [i.targets for i in items],  # type: ignore[misc]
+        [i.outliers for i in items] if outliers else None,  # type: ignore[misc]
+    )
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
@@ -93,72 +128,38 @@ def evaluate_checkpoint(
 ) -> EvaluationResult:
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model = build_model(ckpt.model_config.model_copy(update={"backbone_weights": None}))
-    model.load_state_dict(ckpt.model_state)
-    model.to(dev).eval()
+    model = model_from_checkpoint(ckpt, dev)
     vocabulary = ckpt.vocabulary
     items, report = load_items(Path(data), vocabulary)
-    uses_images = bool(getattr(model, "uses_images", False))
-    if uses_images and images is None:
-        raise ValueError("this model reads images: pass --images DIR")
-    dataset = TagImageDataset(
-        items,
-        Path(images or "."),
-        input_size=ckpt.input_size,
-        on_bad_image=on_bad_image,  # type: ignore[arg-type]
-        load_images=uses_images,
-        report=report,
-    )
-    noisy = (
-        {it.item_id: it for it in with_outliers(items, outliers, len(vocabulary), seed)}
-        if outliers
-        else {}
-    )
+    image_input: ImageInput = NoImages()
+    if model.uses_images:
+        if images is None:
+            raise ValueError("this model reads images: pass --images DIR")
+        image_input = DecodedImages(
+            images,
+            input_size=ckpt.input_size,
+            on_bad_image=on_bad_image,  # type: ignore[arg-type]
+        )
+    dataset = TagImageDataset(items, image_input, report=report)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=Collator(vocabulary.padding_index),
     )
+    views = []
+    if outliers:
+        noisy = with_outliers(items, outliers, len(vocabulary), seed)
+        views.append(OutlierView(noisy, vocabulary.padding_index))
+    scored = score(
+        model, loader, device=dev, amp=amp, views=views, description="evaluating", progress=progress
+    )
     used = ckpt.threshold if threshold is None else threshold
-    clean_acc, noisy_acc = SetMetricAccumulator(), SetMetricAccumulator()
-    skipped: list[tuple[str, str]] = []
-    with torch.inference_mode():
-        for batch in tqdm(
-            loader, desc="evaluating", unit="batch", leave=False, disable=not progress
-        ):
-            skipped.extend(batch.skipped)
-            if not len(batch):
-                continue
-            batch = batch.to(dev)
-            with autocast(dev, amp):
-                features = (
-                    model.image_extractor.trunk_features(batch.images) if uses_images else None  # type: ignore[attr-defined]
-                )
-                out = model(None, batch.tags, batch.padding_mask, image_features=features)
-            clean_acc.update(out.final.float() >= used, batch.targets, batch.padding_mask)
-            if noisy:
-                samples = [
-                    Sample(
-                        item_id=i,
-                        image=None,
-                        tags=torch.from_numpy(noisy[i].tags),
-                        targets=torch.from_numpy(noisy[i].targets),
-                        outliers=torch.from_numpy(noisy[i].outliers),
-                    )
-                    for i in batch.item_ids
-                ]
-                nb = pad_samples(samples, vocabulary.padding_index).to(dev)
-                with autocast(dev, amp):
-                    out_n = model(None, nb.tags, nb.padding_mask, image_features=features)
-                noisy_acc.update(
-                    out_n.final.float() >= used, nb.targets, nb.padding_mask, nb.outliers
-                )
     return EvaluationResult(
-        metrics=clean_acc.compute(),
+        metrics=_metrics(used, scored.items),
         threshold=used,
         outliers=outliers,
-        outlier_metrics=noisy_acc.compute() if noisy else None,
-        skipped=skipped,
+        outlier_metrics=_metrics(used, scored.views[0], outliers=True) if outliers else None,
+        skipped=scored.skipped,
         report=report,
     )

@@ -6,6 +6,7 @@ from magneto.model.architectures import (
     ImageTagTransformer,
     Magneto,
     ModelOutput,
+    TagModel,
     TagTransformer,
     build_model,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Magneto",
     "ModelConfig",
     "ModelOutput",
+    "TagModel",
     "TagTransformer",
     "build_model",
 ]

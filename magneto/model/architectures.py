@@ -50,14 +50,21 @@ def _probs(logits: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, torch.
     return packing.unpack(torch.sigmoid(logits)), packing.unpack(logits)
 
 
-class _Base(nn.Module):
-    uses_images = False
+class TagModel(nn.Module):
+    """What every architecture has: its config, the tag embedder, and (image models) the
+    image feature extractor. Whether it reads images is its config's ``uses_images``."""
+
+    image_extractor: ImageFeatureExtractor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.tag_embedder = TagEmbedder(int(config.vocab_size or 0), config.d_model)
         self.tag_dropout = Dropout(config.dropout)
+
+    @property
+    def uses_images(self) -> bool:
+        return self.config.uses_images
 
     def _embed(self, tags: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Dropped-out embeddings of the real tags, packed ``(N, d_model)``."""
@@ -66,18 +73,15 @@ class _Base(nn.Module):
     def _regions(
         self, images: torch.Tensor | None, image_features: torch.Tensor | None
     ) -> torch.Tensor:
-        extractor: ImageFeatureExtractor = self.image_extractor  # type: ignore[attr-defined]
         if image_features is not None:
-            return extractor.project(image_features)
+            return self.image_extractor.project(image_features)
         if images is None:
             raise ValueError(f"{self.config.architecture} needs images")
-        return extractor(images)
+        return self.image_extractor(images)
 
 
-class Magneto(_Base):
+class Magneto(TagModel):
     """Two streams (tags; tags attending to the image) fused per tag by a learned gate."""
-
-    uses_images = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -119,7 +123,7 @@ class Magneto(_Base):
         )
 
 
-class FeedForwardBaseline(_Base):
+class FeedForwardBaseline(TagModel):
     """FF: residual feed-forward blocks on each tag alone (tags only, no tag interaction)."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -137,7 +141,7 @@ class FeedForwardBaseline(_Base):
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
-class TagTransformer(_Base):
+class TagTransformer(TagModel):
     """TF-t: the tag stream alone."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -152,10 +156,8 @@ class TagTransformer(_Base):
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
-class ImageTagTransformer(_Base):
+class ImageTagTransformer(TagModel):
     """TF-it: the image stream alone (tags attend to image regions, then a Transformer)."""
-
-    uses_images = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -173,7 +175,7 @@ class ImageTagTransformer(_Base):
         return ModelOutput(probs, image=probs, image_logits=logits)
 
 
-ARCHITECTURES: dict[str, type[_Base]] = {
+ARCHITECTURES: dict[str, type[TagModel]] = {
     "magneto": Magneto,
     "ff": FeedForwardBaseline,
     "tf-t": TagTransformer,
@@ -181,7 +183,7 @@ ARCHITECTURES: dict[str, type[_Base]] = {
 }
 
 
-def build_model(config: ModelConfig) -> nn.Module:
+def build_model(config: ModelConfig) -> TagModel:
     """Build the network a config describes (weights random, backbone as configured)."""
     if config.vocab_size is None:
         raise ValueError("the model config needs vocab_size (the number of tags)")

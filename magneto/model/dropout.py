@@ -33,13 +33,3 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_dropout(x, self.p, self.training)
-
-
-def use_fast_dropout(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.Dropout`` submodule (e.g. inside Transformer layers) in place."""
-    for name, child in module.named_children():
-        if type(child) is nn.Dropout:
-            setattr(module, name, Dropout(child.p))
-        else:
-            use_fast_dropout(child)
-    return module

@@ -9,6 +9,7 @@ from magneto.annotations import read_annotations
 from magneto.augment import TagAugmentation
 from magneto.dataset import (
     Collator,
+    DecodedImages,
     TagImageDataset,
     encode_annotations,
     with_outliers,
@@ -52,7 +53,7 @@ def test_unknown_tags_are_reported_not_fatal(small_set):
 
 def test_collate_pads_to_the_longest_item_of_the_batch(small_set):
     items, _, vocab, images = small_set
-    ds = TagImageDataset(items, images, input_size=32)
+    ds = TagImageDataset(items, DecodedImages(images, input_size=32))
     batch = Collator(vocab.padding_index)([ds[0], ds[2]])
     assert batch.tags.shape == (2, 2)  # longest item in this batch has 2 tags, not max_len
     assert batch.tags.tolist() == [[0, 2], [3, vocab.padding_index]]
@@ -67,7 +68,7 @@ def test_collate_pads_to_the_longest_item_of_the_batch(small_set):
 
 def test_padding_never_changes_real_outputs_or_the_loss(small_set):
     items, _, vocab, images = small_set
-    ds = TagImageDataset(items, images, input_size=64)
+    ds = TagImageDataset(items, DecodedImages(images, input_size=64))
     torch.manual_seed(0)
     criterion = TotalLoss(build_loss("bce_dice"))
     for arch in ("magneto", "ff", "tf-t", "tf-it"):
@@ -101,7 +102,7 @@ def test_padding_never_changes_real_outputs_or_the_loss(small_set):
 def test_tag_transform_is_seeded_by_epoch_and_index(small_set, words):
     items, _, vocab, images = small_set
     aug = TagAugmentation(1.0, 1.0, vocab, seed=0)
-    ds = TagImageDataset(items, images, input_size=32, tag_transform=aug, seed=3)
+    ds = TagImageDataset(items, DecodedImages(images, input_size=32), tag_transform=aug, seed=3)
     first = [ds[1].tags.tolist() for _ in range(3)]
     assert first[0] == first[1] == first[2]  # same (seed, epoch, index) -> same draw
     draws = set()
@@ -117,7 +118,7 @@ def test_missing_and_corrupt_images_skip_policy_reports_ids(tmp_path, small_set)
     items, _, vocab, images = small_set
     (images / "1.jpg").unlink()  # missing
     write_truncated_jpeg(images / "2.jpg")  # corrupt
-    ds = TagImageDataset(items, images, input_size=32, on_bad_image="skip")
+    ds = TagImageDataset(items, DecodedImages(images, input_size=32, on_bad_image="skip"))
     assert ds.report.missing_images == ["1"]
     assert [it.item_id for it in ds.items] == ["0", "2", "3"]
     loader = DataLoader(ds, batch_size=3, collate_fn=Collator(vocab.padding_index))
@@ -131,25 +132,25 @@ def test_missing_and_corrupt_images_skip_policy_reports_ids(tmp_path, small_set)
 def test_missing_and_corrupt_images_fail_policy(small_set):
     items, _, _, images = small_set
     write_truncated_jpeg(images / "2.jpg")
-    ds = TagImageDataset(items, images, input_size=32, on_bad_image="fail")
+    ds = TagImageDataset(items, DecodedImages(images, input_size=32, on_bad_image="fail"))
     with pytest.raises(ImageError, match="item 2: corrupt or truncated") as info:
         ds[2]
     assert info.value.item_id == "2"
     (images / "1.jpg").unlink()
     with pytest.raises(ImageError) as missing:
-        TagImageDataset(items, images, input_size=32, on_bad_image="fail")
+        TagImageDataset(items, DecodedImages(images, input_size=32, on_bad_image="fail"))
     assert str(missing.value).startswith(
         f"{images.parent / 'a.csv'}:3: item 1: image 1.jpg not found"
     )
     assert str(missing.value).endswith("(1 missing in all: 1)")
     with pytest.raises(ValueError):
-        TagImageDataset(items, images, on_bad_image="ignore")  # type: ignore[arg-type]
+        DecodedImages(images, on_bad_image="ignore")  # type: ignore[arg-type]
 
 
 def test_all_bad_batch_is_empty_but_reported(small_set):
     items, _, vocab, images = small_set
     write_truncated_jpeg(images / "0.jpg")
-    ds = TagImageDataset(items[:1], images, input_size=32)
+    ds = TagImageDataset(items[:1], DecodedImages(images, input_size=32))
     batch = Collator(vocab.padding_index)([ds[0]])
     assert len(batch) == 0 and batch.skipped[0][0] == "0"
 
@@ -162,7 +163,7 @@ def test_outlier_items_are_flagged(small_set):
         assert after.outliers.tolist() == [False] * len(before.tags) + [True, True]
         assert after.targets[-2:].tolist() == [0.0, 0.0]
         assert not set(after.tags[-2:].tolist()) & set(before.tags.tolist())
-    ds = TagImageDataset(flagged, images, input_size=32)
+    ds = TagImageDataset(flagged, DecodedImages(images, input_size=32))
     batch = Collator(vocab.padding_index)([ds[0], ds[1]])
     assert batch.outliers.sum().item() == 4
     assert not (batch.outliers & batch.padding_mask).any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,31 @@ def test_pretraining_needs_its_sources(tiny_data, tmp_path):
     (partial / "vocab.csv").write_bytes((data / "vocab.csv").read_bytes())
     with pytest.raises(ConfigError, match=r"unlabeled\.csv not found"):
         run_pretraining(tiny_config(partial, images, tmp_path / "p"))
+
+
+def test_pretraining_with_the_cache_computes_each_images_features_once(
+    tiny_data, tmp_path, monkeypatch
+):
+    """One cache entry per source file, shared by the held-out split: no image runs twice."""
+    from magneto.model.backbone import ImageFeatureExtractor
+
+    data, images = tiny_data
+    computed: list[int] = []
+    trunk_features = ImageFeatureExtractor.trunk_features
+
+    def counting(self, batch):
+        computed.append(len(batch))
+        return trunk_features(self, batch)
+
+    monkeypatch.setattr(ImageFeatureExtractor, "trunk_features", counting)
+    cache = tmp_path / "cache"
+    config = tiny_config(
+        data, images, tmp_path / "pre", feature_cache=True, feature_cache_dir=str(cache)
+    )
+    result = run_pretraining(config)
+    assert len(result.fit.history) == 1
+    entries = [json.loads(p.read_text())["items"] for p in sorted(cache.rglob("*.json"))]
+    assert len(entries) == 2  # unlabeled.csv and train.csv; no entry per split
+    cached_ids = [item_id for entry in entries for item_id in entry]
+    assert len(cached_ids) == len(set(cached_ids)) > 0  # the sources share no image
+    assert sum(computed) == len(cached_ids)  # every image through the backbone exactly once

@@ -1,0 +1,115 @@
+"""What a run optimises with: loss, optimizer, scheduler, DDP wrapper, samplers and loaders.
+
+Built once per run from the config, so the :class:`~magneto.trainer.Trainer` only has to
+hold and step them. Sampling is reproducible: the training order is drawn from a generator
+reseeded from (seed, epoch) every epoch (:meth:`FitParts.set_epoch`), which is what lets an
+interrupted run resume exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+
+from magneto.config import RunConfig
+from magneto.dataset import Collator, worker_init
+from magneto.losses import TotalLoss, build_loss
+from magneto.runtime import DistInfo
+
+
+@dataclass
+class FitParts:
+    model: nn.Module
+    net: nn.Module  # what the training step calls: the DDP wrapper, or the model itself
+    criterion: TotalLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    train_loader: DataLoader
+    val_loader: DataLoader
+    train_sampler: Sampler
+    sampler_generator: torch.Generator
+    seed: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """New draws for training; validation keeps epoch 0's, so epochs stay comparable."""
+        train_set = self.train_loader.dataset
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        if isinstance(self.train_sampler, DistributedSampler):
+            self.train_sampler.set_epoch(epoch)
+        self.sampler_generator.manual_seed(self.seed * 100_003 + epoch)
+
+
+def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            foreach=True,
+        )
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def assemble(
+    config: RunConfig,
+    model: nn.Module,
+    train: Dataset,
+    val: Dataset,
+    *,
+    device: torch.device,
+    dist_info: DistInfo,
+    aux: bool,
+) -> FitParts:
+    """Move ``model`` to ``device`` and build everything that trains it."""
+    model = model.to(device)
+    optimizer = build_optimizer(config, model)
+    scheduler = None
+    if config.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    net: nn.Module = model
+    if dist_info.enabled:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    generator = torch.Generator()
+    train_sampler: Sampler
+    val_sampler: Sampler | None = None
+    if dist_info.enabled:
+        shard = dict(num_replicas=dist_info.world_size, rank=dist_info.rank)
+        train_sampler = DistributedSampler(train, shuffle=True, seed=config.seed, **shard)
+        val_sampler = DistributedSampler(val, shuffle=False, **shard)
+    else:
+        train_sampler = RandomSampler(train, generator=generator)
+    loader_args: dict[str, Any] = dict(
+        collate_fn=Collator(model.config.vocab_size),  # type: ignore[attr-defined]
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init if config.workers else None,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    return FitParts(
+        model=model,
+        net=net,
+        criterion=TotalLoss(build_loss(config.loss, **config.loss_params), aux=aux),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=DataLoader(
+            train, batch_size=config.batch_size, sampler=train_sampler, **loader_args
+        ),
+        val_loader=DataLoader(
+            val, batch_size=config.eval_batch_size, sampler=val_sampler, **loader_args
+        ),
+        train_sampler=train_sampler,
+        sampler_generator=generator,
+        seed=config.seed,
+    )

@@ -1,0 +1,117 @@
+"""One harness for every training-like stage (supervised training, pre-training).
+
+A run does the same things whatever the stage: guard the run directory, join the process
+group, seed, load the vocabulary, build the model, initialise its embeddings, resume, fit,
+and leave the process group. A :class:`Stage` says only what differs: model and config
+overrides, extra initialisation (e.g. fine-tuning from pre-training), its datasets, its
+checkpoint names, its threshold and whether the auxiliary losses apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from magneto.checkpoint import load_checkpoint
+from magneto.config import ConfigError, RunConfig
+from magneto.embeddings import init_embeddings
+from magneto.fit_setup import assemble
+from magneto.model import build_model
+from magneto.prepared import load_vocabulary
+from magneto.runtime import (
+    DistInfo,
+    check_run_dir,
+    init_distributed,
+    seed_everything,
+    shutdown_distributed,
+)
+from magneto.trainer import DEFAULT_CHECKPOINTS, FitResult, Trainer
+from magneto.vocabulary import Vocabulary
+
+
+@dataclass
+class StageRun:
+    """What a stage's hooks may use: the resolved config and the run's shared pieces."""
+
+    config: RunConfig
+    vocabulary: Vocabulary
+    model: nn.Module
+    device: torch.device
+    dist_info: DistInfo
+    out: Path
+    resuming: bool
+
+
+class Stage:
+    """Override the hooks that differ; the defaults are supervised training's."""
+
+    name = "train"
+    checkpoints: dict[str, str] = DEFAULT_CHECKPOINTS
+
+    def configure(self, config: RunConfig) -> RunConfig:
+        """The config this stage runs with (``model.vocab_size`` is already set)."""
+        return config
+
+    def initialise(self, run: StageRun) -> None:
+        """Extra initialisation of a fresh (not resumed) run, after the embeddings."""
+
+    def datasets(self, run: StageRun) -> tuple[Dataset, Dataset]:
+        raise NotImplementedError
+
+    def aux(self, config: RunConfig) -> bool:
+        """Whether L_it + L_t join the loss."""
+        return config.aux
+
+    def threshold(self, config: RunConfig) -> float | None:
+        """A fixed decision threshold, or None to choose it on validation."""
+        return None if config.threshold == "auto" else float(config.threshold)
+
+
+def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitResult:
+    """Run ``stage`` into ``config.out``; ``resume`` continues from its ``latest`` checkpoint."""
+    if not config.out:
+        raise ConfigError("no run directory given: pass --out DIR")
+    out = Path(config.out)
+    dist_info, device = init_distributed(config.device)
+    try:
+        if dist_info.is_main:
+            check_run_dir(out, resume)
+        seed_everything(config.seed)
+        vocabulary = load_vocabulary(config)
+        sized = config.model.model_copy(update={"vocab_size": len(vocabulary)})
+        config = stage.configure(config.model_copy(update={"model": sized}))
+        resume_state = load_checkpoint(out / "latest.ckpt") if resume else None
+        model = build_model(config.model)
+        run = StageRun(config, vocabulary, model, device, dist_info, out, resume)
+        if resume_state is None:
+            init_embeddings(model, config, vocabulary)
+            stage.initialise(run)
+        train, val = stage.datasets(run)
+        parts = assemble(
+            config, model, train, val, device=device, dist_info=dist_info, aux=stage.aux(config)
+        )
+        trainer = Trainer(
+            config,
+            parts,
+            vocabulary,
+            out=out,
+            stage=stage.name,
+            device=device,
+            dist_info=dist_info,
+            threshold=stage.threshold(config),
+            checkpoint_names=stage.checkpoints,
+            resume_state=resume_state,
+        )
+        return trainer.fit()
+    finally:
+        shutdown_distributed()
+
+
+def with_model(config: RunConfig, **updates: Any) -> RunConfig:
+    """``config`` with its model config updated."""
+    return config.model_copy(update={"model": config.model.model_copy(update=updates)})
