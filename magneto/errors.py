@@ -32,6 +32,10 @@ class ImageError(MagnetoError):
         super().__init__(message)
 
 
+class ImageNotFoundError(ImageError):
+    """The image file does not exist."""
+
+
 class ImageTooLargeError(ImageError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 

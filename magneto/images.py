@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from magneto.errors import ImageError, ImageTooLargeError
+from magneto.errors import ImageError, ImageNotFoundError, ImageTooLargeError
 
 # albumentations checks PyPI for a newer version on import unless told not to; our machines
 # are offline and a network call at import time would only slow every start-up down.
@@ -42,7 +42,7 @@ def _open(source: ImageSource) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(source)
     except FileNotFoundError:
-        raise ImageError(f"image file not found: {source}") from None
+        raise ImageNotFoundError(f"image file not found: {source}") from None
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format") from None
     except Image.DecompressionBombError as exc:

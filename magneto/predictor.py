@@ -11,25 +11,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from magneto.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from magneto.dataset import Sample, pad_samples
-from magneto.errors import MagnetoError
-from magneto.images import DEFAULT_MAX_PIXELS, ImageSource, decode_image, make_transform
+from magneto.dataset import Batch
+from magneto.errors import ImageError
+from magneto.images import DEFAULT_MAX_PIXELS
 from magneto.loop import forward
+from magneto.preparation import (
+    ItemFailure,
+    ItemPreparer,
+    PredictionError,
+    PredictRequest,
+    PreparedItem,
+    collate,
+    failure_kind,
+)
 from magneto.runtime import resolve_device
-from magneto.vocabulary import Vocabulary, dedupe_tags
+from magneto.vocabulary import Vocabulary
 
-
-class PredictionError(MagnetoError):
-    """A request the model cannot answer (no tags, no image where one is needed, bad option)."""
+__all__ = [
+    "ItemFailure",
+    "PredictRequest",
+    "Prediction",
+    "PredictionError",
+    "Predictor",
+    "PreparedItem",
+    "TagScore",
+]
 
 
 @dataclass(frozen=True)
@@ -64,26 +78,6 @@ class Prediction:
         }
 
 
-@dataclass
-class PredictRequest:
-    image: ImageSource | Image.Image | np.ndarray | None
-    tags: Sequence[str]
-    threshold: float | None = None
-    top_k: int | None = None
-    min_keep: int | None = None
-
-
-@dataclass
-class PreparedItem:
-    """A request after decoding and tag lookup: what the model needs, ready to batch."""
-
-    request: PredictRequest
-    texts: list[str]
-    indices: list[int | None]
-    image: torch.Tensor | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Predictor:
     """Scores tags of images with one trained model."""
 
@@ -104,7 +98,12 @@ class Predictor:
         self.max_pixels = max_pixels
         self.model = model_from_checkpoint(checkpoint, self.device)
         self.uses_images = self.model.uses_images
-        self.transform = make_transform(self.input_size, train=False)
+        self.preparer = ItemPreparer(
+            self.vocabulary,
+            input_size=self.input_size,
+            uses_images=self.uses_images,
+            max_pixels=max_pixels,
+        )
 
     @classmethod
     def from_checkpoint(
@@ -131,55 +130,37 @@ class Predictor:
             "metrics": self.checkpoint.metrics,
         }
 
-    # -- preparation (CPU: decode, transform, look up) -----------------------------------------
-    def _image_tensor(self, image: Any) -> torch.Tensor:
-        if isinstance(image, Image.Image):
-            array = np.asarray(image.convert("RGB"))
-        elif isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise PredictionError("an image array must be (H, W, 3) uint8 RGB")
-            array = image
-        else:
-            array = decode_image(image, max_pixels=self.max_pixels, min_side=self.input_size)
-        return self.transform(array)
-
     def prepare(self, request: PredictRequest) -> PreparedItem:
-        """Decode the image and look up the tags; raises for requests that cannot be scored."""
-        _check_options(request)
-        tags = dedupe_tags(request.tags)
-        if not tags:
-            raise PredictionError("no tags given")
-        indices = [self.vocabulary.get(t.key) for t in tags]
-        image = None
-        if self.uses_images:
-            if request.image is None:
-                raise PredictionError("this model needs an image")
-            image = self._image_tensor(request.image)
-        return PreparedItem(request, [t.text for t in tags], indices, image)
+        """Decode the image and look up the tags (CPU only); raises for unscorable requests."""
+        return self.preparer.prepare(request)
 
     # -- scoring -------------------------------------------------------------------------------
-    def score_prepared(self, items: Sequence[PreparedItem]) -> list[Prediction]:
-        """One forward pass for all items that have a known tag."""
+    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model on a collated batch: final scores and gate, ``(B, L)`` float32 arrays."""
+        with torch.inference_mode():
+            out = forward(
+                self.model, batch.to(self.device, non_blocking=True), self.device, self.amp
+            )
+        alpha = out.alpha.float().cpu().numpy() if out.alpha is not None else None
+        return out.final.float().cpu().numpy(), alpha
+
+    def score_prepared(
+        self, items: Sequence[PreparedItem], batch: Batch | None = None
+    ) -> list[Prediction]:
+        """One forward pass for all items that have a known tag.
+
+        ``batch``: ``collate(items)`` done already (e.g. in a DataLoader worker).
+        """
         started = time.perf_counter()
-        runnable = [i for i, it in enumerate(items) if any(x is not None for x in it.indices)]
+        if batch is None:
+            batch, runnable = collate(items, self.vocabulary.padding_index)
+        else:
+            runnable = [i for i, item in enumerate(items) if item.known]
         outputs: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-        if runnable:
-            samples = [
-                Sample(
-                    item_id=str(i),
-                    image=items[i].image,
-                    tags=torch.tensor([x for x in items[i].indices if x is not None]),
-                    targets=None,
-                )
-                for i in runnable
-            ]
-            batch = pad_samples(samples, self.vocabulary.padding_index).to(self.device)
-            with torch.inference_mode():
-                out = forward(self.model, batch, self.device, self.amp)
-            final = out.final.float().cpu().numpy()
-            alpha = out.alpha.float().cpu().numpy() if out.alpha is not None else None
+        if batch is not None:
+            final, alpha = self.run(batch)
             for row, i in enumerate(runnable):
-                n = len(samples[row].tags)
+                n = len(items[i].known)
                 outputs[i] = (final[row, :n], alpha[row, :n] if alpha is not None else None)
         elapsed = time.perf_counter() - started
         return [self._decide(it, outputs.get(i), elapsed) for i, it in enumerate(items)]
@@ -235,16 +216,27 @@ class Predictor:
         return self.score_prepared([self.prepare(request)])[0]
 
     def predict_batch(
-        self, items: Sequence[PredictRequest | tuple[Any, Sequence[str]]]
-    ) -> list[Prediction]:
+        self,
+        items: Sequence[PredictRequest | tuple[Any, Sequence[str]]],
+        *,
+        batch_size: int = 64,
+    ) -> list[Prediction | ItemFailure]:
+        """Score ``items`` ``batch_size`` at a time; an item that cannot be scored (bad image,
+        no tags, ...) gets an :class:`ItemFailure` naming its index and id, the others their
+        :class:`Prediction`, in order. Memory is bounded by ``batch_size``, not ``len(items)``.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
         requests = [it if isinstance(it, PredictRequest) else PredictRequest(*it) for it in items]
-        return self.score_prepared([self.prepare(r) for r in requests])
-
-
-def _check_options(request: PredictRequest) -> None:
-    if request.threshold is not None and not 0.0 <= request.threshold <= 1.0:
-        raise PredictionError("threshold must be between 0 and 1")
-    if request.top_k is not None and request.top_k < 1:
-        raise PredictionError("top_k must be at least 1")
-    if request.min_keep is not None and request.min_keep < 0:
-        raise PredictionError("min_keep must be 0 or more")
+        results: list[Prediction | ItemFailure] = []
+        for start in range(0, len(requests), batch_size):
+            chunk: list[Prediction | ItemFailure | PreparedItem] = []
+            for index, request in enumerate(requests[start : start + batch_size], start):
+                try:
+                    chunk.append(self.prepare(request))
+                except (ImageError, PredictionError) as exc:
+                    chunk.append(ItemFailure(index, request.item_id, failure_kind(exc), str(exc)))
+            prepared = [c for c in chunk if isinstance(c, PreparedItem)]
+            scored = iter(self.score_prepared(prepared))
+            results += [next(scored) if isinstance(c, PreparedItem) else c for c in chunk]  # type: ignore[misc]
+        return results
