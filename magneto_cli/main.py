@@ -10,7 +10,13 @@ from pydantic import ValidationError
 
 from magneto import __version__
 from magneto.errors import MagnetoError
-from magneto_cli import data_commands, quickstart, run_commands, serve_command
+from magneto_cli import (
+    data_commands,
+    quickstart,
+    run_commands,
+    serve_command,
+    summarize_command,
+)
 from magneto_cli.common import OneLineParser
 
 
@@ -28,6 +34,7 @@ def build_parser() -> OneLineParser:
     data_commands.register(subparsers)
     run_commands.register(subparsers)
     serve_command.register(subparsers)
+    summarize_command.register(subparsers)
     quickstart.register(subparsers)
     return parser
 

@@ -136,8 +136,12 @@ def _form_tags(form: FormData) -> Any:
 
 async def batch_items(
     request: Request, settings: ServiceSettings, needs_image: bool
-) -> list[PredictRequest]:
-    """``{"items": [...]}``: each item as in ``json_item``, errors prefixed ``items[i]: ``."""
+) -> list[PredictRequest | ApiError]:
+    """``{"items": [...]}``: each item as in ``json_item``.
+
+    A bad body is raised; a bad item is returned as its error (prefixed ``items[i]: ``) in its
+    place, so that it fails alone and the others are still scored.
+    """
     if content_type(request) != JSON:
         raise ApiError(415, "unsupported_media_type", 'send application/json {"items": [...]}')
     body = await read_json(request)
@@ -150,4 +154,13 @@ async def batch_items(
     if len(items) > settings.max_batch_items:
         message = f"{len(items)} items; the limit is {settings.max_batch_items}"
         raise ApiError(422, "too_many_items", message)
-    return [json_item(obj, settings, needs_image, f"items[{i}]: ") for i, obj in enumerate(items)]
+    return [_item_or_error(obj, settings, needs_image, i) for i, obj in enumerate(items)]
+
+
+def _item_or_error(
+    obj: Any, settings: ServiceSettings, needs_image: bool, index: int
+) -> PredictRequest | ApiError:
+    try:
+        return json_item(obj, settings, needs_image, f"items[{index}]: ")
+    except ApiError as exc:
+        return exc

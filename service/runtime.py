@@ -2,19 +2,28 @@
 
 One ``ModelRuntime`` lives on ``app.state.runtime`` (routes get it from ``service.deps``). It
 turns what can go wrong while scoring (bad image, full queue, shutdown) into API errors, so
-every route reports those the same way.
+every route reports those the same way: raised for a request, or for a batch call's item
+returned in that item's place, so one bad item does not fail the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from magneto.errors import ImageError, ImageTooLargeError
-from magneto.predictor import Prediction, PredictionError, Predictor, PredictRequest
+from magneto.predictor import (
+    Prediction,
+    PredictionError,
+    Predictor,
+    PredictRequest,
+    PreparedItem,
+)
 from service.batching import MicroBatcher, NotRunning, QueueFull
 from service.errors import ApiError
 from service.observability import Metrics
@@ -93,26 +102,65 @@ class ModelRuntime:
         if self.batcher is not None:
             await self.batcher.stop()
 
-    async def predict(self, requests: list[PredictRequest], many: bool) -> list[Prediction]:
-        """Decode and score; errors name the item (``items[i]: ``) when ``many``."""
+    async def predict(self, request: PredictRequest) -> Prediction:
+        """One request (``/v1/summarize``): whatever is wrong with it is raised."""
+        batcher, predictor = self._serving()
+        prepared = await self._prepare(batcher, predictor, request, "")
+        if isinstance(prepared, ApiError):
+            raise prepared
+        (prediction,) = await self._submit(batcher, [prepared])
+        return prediction
+
+    async def predict_items(
+        self, items: Sequence[PredictRequest | ApiError]
+    ) -> list[Prediction | ApiError]:
+        """A batch call: an item that cannot be scored gets its error (``items[i]: ``) in its
+        place instead of failing the call; the others are decoded side by side and scored."""
+        batcher, predictor = self._serving()
+        prepared = await asyncio.gather(
+            *(
+                self._prepare(batcher, predictor, item, f"items[{i}]: ")
+                for i, item in enumerate(items)
+            )
+        )
+        scored = iter(
+            await self._submit(batcher, [p for p in prepared if isinstance(p, PreparedItem)])
+        )
+        return [next(scored) if isinstance(p, PreparedItem) else p for p in prepared]
+
+    def _serving(self) -> tuple[MicroBatcher, Predictor]:
         if not self.ready or self.batcher is None or self.predictor is None:
             raise ApiError(503, "not_ready", "the model is still loading")
-        prepared = []
-        for index, req in enumerate(requests):
-            where = f"items[{index}]: " if many else ""
-            try:
-                prepared.append(await self.batcher.run_in_pool(self.predictor.prepare, req))
-            except ImageTooLargeError as exc:
-                raise ApiError(413, "image_too_large", f"{where}{exc}") from None
-            except ImageError as exc:
-                raise ApiError(400, "invalid_image", f"{where}{exc}") from None
-            except PredictionError as exc:
-                raise ApiError(422, "invalid_request", f"{where}{exc}") from None
+        return self.batcher, self.predictor
+
+    @staticmethod
+    async def _prepare(
+        batcher: MicroBatcher, predictor: Predictor, item: PredictRequest | ApiError, where: str
+    ) -> PreparedItem | ApiError:
+        """Decode in the pool; a problem with the item comes back as its API error."""
+        if isinstance(item, ApiError):
+            return item
         try:
-            return await self.batcher.submit(prepared)
+            return await batcher.run_in_pool(predictor.prepare, item)
+        except (ImageError, PredictionError) as exc:
+            return preparation_error(exc, where)
+
+    @staticmethod
+    async def _submit(batcher: MicroBatcher, items: list[PreparedItem]) -> list[Prediction]:
+        try:
+            return await batcher.submit(items)
         except QueueFull as exc:
             raise ApiError(
                 503, "overloaded", f"too many requests waiting ({exc}); retry later"
             ) from None
         except NotRunning:
             raise ApiError(503, "shutting_down", "the service is shutting down") from None
+
+
+def preparation_error(exc: ImageError | PredictionError, where: str = "") -> ApiError:
+    """The API error for an item that could not be decoded or looked up; ``where`` names it."""
+    if isinstance(exc, ImageTooLargeError):
+        return ApiError(413, "image_too_large", f"{where}{exc}")
+    if isinstance(exc, ImageError):
+        return ApiError(400, "invalid_image", f"{where}{exc}")
+    return ApiError(422, "invalid_request", f"{where}{exc}")

@@ -97,14 +97,24 @@ class SummarizeResponse(BaseModel):
     request_id: str
 
 
-class BatchResponse(BaseModel):
-    results: list[SummarizeResponse]
-    request_id: str
-
-
 class ErrorBody(BaseModel):
     code: str
     message: str
+
+
+class BatchItemError(BaseModel):
+    """A batch item that could not be scored: it fails alone, the other items are answered."""
+
+    index: int = Field(..., description="the item's position in items")
+    status: int = Field(..., description="the HTTP status a single request would have got")
+    error: ErrorBody = Field(..., description="as a single request's error; names items[index]")
+
+
+class BatchResponse(BaseModel):
+    results: list[SummarizeResponse | BatchItemError] = Field(
+        ..., description="one entry per item, in order: its answer or its error"
+    )
+    request_id: str
 
 
 class ErrorResponse(BaseModel):

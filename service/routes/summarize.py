@@ -52,8 +52,7 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
             "send multipart/form-data (image file + tags) or application/json "
             "(image_base64 + tags)",
         )
-    (prediction,) = await runtime.predict([item], many=False)
-    return _result(prediction, request, runtime)
+    return _result(await runtime.predict(item), request, runtime)
 
 
 @router.post(
@@ -61,13 +60,29 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
     response_model=BatchResponse,
     openapi_extra=BATCH,
     summary="Several items in one call",
+    description='`{"items": [...]}` of JSON items as for `/v1/summarize`. A bad item fails '
+    "alone: its entry in `results` is `{index, status, error}` with the code and message a "
+    "single request would get, and the other items are answered. Only a bad body (not JSON, "
+    "no items, too many items, an unknown field) fails the whole call.",
 )
 async def summarize_batch(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
     items = await bodies.batch_items(request, settings, runtime.needs_image)
-    predictions = await runtime.predict(items, many=True)
+    outcomes = await runtime.predict_items(items)
     return {
-        "results": [_result(p, request, runtime) for p in predictions],
+        "results": [
+            _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, runtime)
+            for i, o in enumerate(outcomes)
+        ],
         "request_id": request.state.request_id,
+    }
+
+
+def _item_error(index: int, error: ApiError) -> dict[str, Any]:
+    """A failed batch item's entry: the error a single request would get, and where it was."""
+    return {
+        "index": index,
+        "status": error.status,
+        "error": {"code": error.code, "message": error.message},
     }
 
 
