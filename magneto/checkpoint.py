@@ -20,6 +20,7 @@ import torch
 from magneto.errors import MagnetoError
 from magneto.model import TagModel, build_model
 from magneto.model.config import ModelConfig
+from magneto.runtime import speed_up_backbone
 from magneto.vocabulary import Vocabulary
 
 FORMAT = "magneto-checkpoint"
@@ -113,12 +114,17 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path} is damaged: {exc}".splitlines()[0]) from None
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, device: torch.device | str = "cpu") -> TagModel:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, device: torch.device | str = "cpu", amp: str = "auto"
+) -> TagModel:
     """The checkpoint's network with its weights, on ``device``, in eval mode, ready to score.
 
     The backbone is built without pretrained weights: the checkpoint holds the trained ones.
+    ``amp="auto"`` on a CPU with native bf16 runs the backbone in bf16 (``--amp off``: never).
     """
     config = checkpoint.model_config.model_copy(update={"backbone_weights": None})
     model = build_model(config)
     model.load_state_dict(checkpoint.model_state)
+    device = torch.device(device)
+    speed_up_backbone(model, device, amp)
     return model.to(device).eval()

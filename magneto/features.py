@@ -46,8 +46,10 @@ CACHE_VERSION = "1"
 
 
 def backbone_fingerprint(extractor: ImageFeatureExtractor, backbone: str, input_size: int) -> str:
-    """Hash of everything that decides a trunk feature map except the image itself."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{backbone}|{input_size}|eval".encode())
+    """Hash of everything that decides a trunk feature map except the image itself (the
+    precision too: bf16 features on a CPU are not the float32 ones)."""
+    precision = "cpu-bf16" if extractor.cpu_bf16 else "default"
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{backbone}|{input_size}|eval|{precision}".encode())
     for name, tensor in sorted(extractor.trunk.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -96,7 +96,7 @@ class Predictor:
         self.threshold = checkpoint.threshold
         self.input_size = checkpoint.input_size
         self.max_pixels = max_pixels
-        self.model = model_from_checkpoint(checkpoint, self.device)
+        self.model = model_from_checkpoint(checkpoint, self.device, amp)
         self.uses_images = self.model.uses_images
         self.preparer = ItemPreparer(
             self.vocabulary,

@@ -7,6 +7,7 @@ predictor agree on what ``--device auto`` means and on how a run is made reprodu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -32,8 +33,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo.
+
+    There bf16 convolutions with channels_last run the ResNet trunk several times faster than
+    float32; elsewhere PyTorch emulates bf16, which is slower than float32.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def fast_cpu_backbone(device: torch.device, mode: str = "auto") -> bool:
+    """``auto`` on a CPU with native bf16: run the frozen backbone in bf16, channels_last."""
+    return device.type == "cpu" and mode == "auto" and cpu_has_native_bf16()
+
+
+def speed_up_backbone(model: torch.nn.Module, device: torch.device, mode: str = "auto") -> bool:
+    """Turn the bf16 CPU backbone on where it pays (``fast_cpu_backbone``); True if it did."""
+    if getattr(model, "uses_images", False) and fast_cpu_backbone(device, mode):
+        model.image_extractor.use_cpu_bf16()  # type: ignore[attr-defined, operator]
+        return True
+    return False
+
+
 def autocast(device: torch.device, mode: str = "auto") -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA for ``auto``/``bf16``; nothing on CPU unless ``bf16`` is forced."""
+    """Whole-model bf16 autocast on CUDA for ``auto``/``bf16``; on a CPU only when ``bf16`` is
+    forced (``auto`` there speeds up the frozen backbone alone, see ``fast_cpu_backbone``)."""
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -29,6 +29,7 @@ from magneto.runtime import (
     init_distributed,
     seed_everything,
     shutdown_distributed,
+    speed_up_backbone,
 )
 from magneto.trainer import DEFAULT_CHECKPOINTS, FitResult, Trainer
 from magneto.vocabulary import Vocabulary
@@ -87,6 +88,7 @@ def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitRe
         config = stage.configure(config.model_copy(update={"model": sized}))
         resume_state = load_checkpoint(out / "latest.ckpt") if resume else None
         model = build_model(config.model)
+        speed_up_backbone(model, device, config.amp)  # bf16 frozen trunk on capable CPUs
         run = StageRun(config, vocabulary, model, device, dist_info, out, resume)
         if resume_state is None:
             init_embeddings(model, config, vocabulary)

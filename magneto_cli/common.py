@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any, NoReturn
 
+AMP_HELP = "auto: bf16 on CUDA, and for the backbone on CPUs with native bf16; off: float32"
+
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one readable line and exit status 2."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from magneto.config import ConfigError, RunConfig, load_config
-from magneto_cli.common import non_negative_int, positive_int, print_json
+from magneto_cli.common import AMP_HELP, non_negative_int, positive_int, print_json
 from magneto_cli.config_flags import add_config_flags, overrides_from
 
 
@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--batch-size", type=positive_int, default=64)
     ev.add_argument("--workers", type=non_negative_int, default=2)
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
     ev.add_argument("--json", action="store_true", help="print machine-readable figures")
     ev.set_defaults(handler=run_evaluate)
 
@@ -64,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--top-k", type=positive_int)
     pr.add_argument("--min-keep", type=non_negative_int)
     pr.add_argument("--device", default="auto")
+    pr.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(handler=run_predict)
 
@@ -115,6 +117,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
+        amp=args.amp,
         progress=not args.json,
     )
     if args.json:
@@ -129,7 +132,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from magneto.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
     image = Path(args.image).read_bytes() if args.image else None
     if args.image is None and predictor.uses_images:
         raise ConfigError("this model reads images: pass --image FILE")

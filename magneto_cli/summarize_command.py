@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from magneto_cli.common import non_negative_int, positive_int, print_json
+from magneto_cli.common import AMP_HELP, non_negative_int, positive_int, print_json
 
 
 def _unit_float(text: str) -> float:
@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rows committed together; a rerun redoes at most one shard per worker",
     )
     cmd.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
+    cmd.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
     cmd.add_argument("--threshold", type=_unit_float, help="default: the checkpoint's")
     cmd.add_argument("--top-k", type=positive_int, help="keep at most this many per item")
     cmd.add_argument("--min-keep", type=non_negative_int, help="keep at least this many")
@@ -69,6 +70,7 @@ def run_summarize(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard_rows=args.shard_rows,
         device=args.device,
+        amp=args.amp,
         options=DecisionOptions(args.threshold, args.top_k, args.min_keep),
         progress=not (args.no_progress or args.json),
     )

@@ -74,7 +74,9 @@ class ModelRuntime:
         def load() -> Predictor:
             if given is not None:
                 return given
-            return Predictor.from_checkpoint(s.checkpoint, device=s.device, max_pixels=s.max_pixels)
+            return Predictor.from_checkpoint(
+                s.checkpoint, device=s.device, amp=s.amp, max_pixels=s.max_pixels
+            )
 
         self.batcher = MicroBatcher(
             max_batch_size=s.max_batch_size,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,6 +19,11 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     api_key: SecretStr | None = Field(None, description="require X-API-Key on /v1 routes")
     device: str = "auto"
+    amp: Literal["auto", "bf16", "off"] = Field(
+        "auto",
+        description="auto: bf16 on CUDA, and for the backbone on CPUs with native bf16; "
+        "off: float32",
+    )
     max_batch_size: int = Field(16, ge=1, le=1024, description="most items per forward pass")
     max_wait_ms: float = Field(
         5.0,

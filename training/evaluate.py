@@ -128,7 +128,7 @@ def evaluate_checkpoint(
 ) -> EvaluationResult:
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt, dev)
+    model = model_from_checkpoint(ckpt, dev, amp)
     vocabulary = ckpt.vocabulary
     items, report = load_items(Path(data), vocabulary)
     image_input: ImageInput = NoImages()
