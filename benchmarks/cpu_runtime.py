@@ -90,14 +90,16 @@ def ort_candidate(checkpoint: Path, workdir: Path):
     try:
         import onnxruntime as ort
 
-        from magneto.export import export_checkpoint
+        from magneto.export import export_model
     except ImportError as exc:
         print(f"note: ONNX Runtime not measured ({exc})")
         return None
     path = workdir / "model.onnx"
-    export_checkpoint(checkpoint, "onnx", path)
+    export_model(checkpoint, "onnx", path, overwrite=True)
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
+    # ORT's idle threads spin after each run, which would slow whichever candidate runs next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 

@@ -12,7 +12,9 @@ from magneto import __version__
 from magneto.errors import MagnetoError
 from magneto_cli import (
     data_commands,
+    export_command,
     quickstart,
+    reference_command,
     run_commands,
     serve_command,
     summarize_command,
@@ -35,6 +37,8 @@ def build_parser() -> OneLineParser:
     run_commands.register(subparsers)
     serve_command.register(subparsers)
     summarize_command.register(subparsers)
+    reference_command.register(subparsers)
+    export_command.register(subparsers)
     quickstart.register(subparsers)
     return parser
 
