@@ -12,12 +12,22 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from magneto.errors import MagnetoError
+from magneto.losses import LOSSES, check_loss
 from magneto.model.config import ModelConfig
 
 C = TypeVar("C", bound=BaseModel)
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
+LossParam = float | int | bool | str | None
 
 
 class ConfigError(MagnetoError):
@@ -50,8 +60,16 @@ class RunConfig(BaseModel):
     plateau_factor: float = Field(0.1, gt=0, lt=1)
     plateau_patience: int = Field(5, ge=0)
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (none: off)")
-    loss: str = Field("bce_dice", description="a name of magneto.losses.LOSSES")
-    loss_params: dict[str, float] = Field(default_factory=dict)
+    loss: LossName = Field("bce_dice", description="loss of the final output L_g")
+    loss_params: dict[str, LossParam] = Field(
+        default_factory=dict, description='its parameters, JSON (e.g. {"gamma": 2})'
+    )
+    aux_loss: LossName | None = Field(
+        None, description="loss of the auxiliary outputs L_it, L_t (none: the same as --loss)"
+    )
+    aux_loss_params: dict[str, LossParam] | None = Field(
+        None, description="its parameters, JSON (none: --loss-params when --aux-loss is none)"
+    )
     # initialisation
     embeddings: str | None = Field(
         None,
@@ -108,10 +126,21 @@ class RunConfig(BaseModel):
             return None
         return value
 
-    @field_validator("loss_params", mode="before")
+    @field_validator("loss", "aux_loss", mode="before")
+    @classmethod
+    def _loss_name(cls, value: Any) -> Any:
+        """``bce-dice`` and ``BCE_Dice`` name the same loss as ``bce_dice``."""
+        if isinstance(value, str):
+            value = value.strip().lower().replace("-", "_")
+            return None if value in ("", "none", "null") else value
+        return value
+
+    @field_validator("loss_params", "aux_loss_params", mode="before")
     @classmethod
     def _json_dict(cls, value: Any) -> Any:
         if isinstance(value, str):
+            if value.strip().lower() in ("none", "null"):
+                return None
             try:
                 return json.loads(value) if value.strip() else {}
             except json.JSONDecodeError as exc:
@@ -124,6 +153,23 @@ class RunConfig(BaseModel):
         return (
             [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         )
+
+    @model_validator(mode="after")
+    def _losses_build(self) -> RunConfig:
+        """A bad loss parameter is found now, not after the data has loaded."""
+        check_loss(self.loss, self.loss_params)
+        if self.aux_loss is not None:
+            check_loss(self.aux_loss, self.aux_loss_params or {})
+        elif self.aux_loss_params is not None:
+            raise ValueError("aux_loss_params needs aux_loss (else --loss-params apply)")
+        return self
+
+    def losses(self) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+        """(main, auxiliary) loss names and parameters, the auxiliary defaulting to the main."""
+        main = (self.loss, dict(self.loss_params))
+        if self.aux_loss is None:
+            return main, main
+        return main, (self.aux_loss, dict(self.aux_loss_params or {}))
 
     def check_cache(self) -> None:
         """The cache is only exact when the trunk never changes and images are not augmented."""
@@ -183,6 +229,8 @@ def validation_message(exc: ValidationError, source: str | None = None) -> str:
     value = errors[0].get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict | list) and value is not None else ""
     prefix = f"{source}: " if source else ""
+    if where == "config":  # a check across fields: its message says what is wrong
+        return prefix + "; or ".join(m.removeprefix("Value error, ") for m in messages)
     return f"{prefix}invalid {where}: {'; or '.join(messages)}{shown}"
 
 

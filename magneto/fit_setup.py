@@ -58,6 +58,14 @@ def build_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
+def criterion(config: RunConfig, aux: bool) -> TotalLoss:
+    """L_g with ``loss``; L_it and L_t with ``aux_loss`` (by default the same loss)."""
+    (main, main_params), (extra, extra_params) = config.losses()
+    return TotalLoss(
+        build_loss(main, **main_params), aux=aux, aux_loss=build_loss(extra, **extra_params)
+    )
+
+
 def assemble(
     config: RunConfig,
     model: nn.Module,
@@ -100,7 +108,7 @@ def assemble(
     return FitParts(
         model=model,
         net=net,
-        criterion=TotalLoss(build_loss(config.loss, **config.loss_params), aux=aux),
+        criterion=criterion(config, aux),
         optimizer=optimizer,
         scheduler=scheduler,
         train_loader=DataLoader(

@@ -8,6 +8,7 @@ architecture. Booleans get ``--x`` / ``--no-x``. pydantic then parses and valida
 from __future__ import annotations
 
 import argparse
+import types
 import typing
 from typing import Any
 
@@ -38,11 +39,8 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
 
 def _metavar(annotation: Any) -> str:
     """``{a,b,INT}`` for literals (plus other members), else the type's name."""
-    members = (
-        typing.get_args(annotation)
-        if typing.get_origin(annotation) is not typing.Literal
-        else (annotation,)
-    )
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if is_union else (annotation,)
     members = members or (annotation,)
     choices: list[str] = []
     names: list[str] = []

@@ -96,3 +96,50 @@ def test_feature_cache_needs_a_frozen_backbone_and_no_augmentation():
             {"feature_cache": True, "augment_images": False, "model.freeze_backbone": "3"},
         ).check_cache()
     RunConfig(feature_cache=True, augment_images=False).check_cache()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragments"),
+    [
+        ({"loss": "not-a-loss"}, ["loss", "bce_dice", "zlpr"]),
+        ({"loss": "focal", "loss_params": '{"gama": 2}'}, ["focal", "gama", "gamma"]),
+        ({"loss": "bce", "loss_params": '{"args": 1}'}, ["bce", "args"]),
+        ({"aux_loss": "dice", "aux_loss_params": '{"smoth": 1}'}, ["dice", "smoth", "smooth"]),
+        ({"aux_loss_params": '{"smooth": 2}'}, ["aux_loss_params needs aux_loss"]),
+    ],
+)
+def test_loss_names_and_parameters_are_checked_when_the_config_is_built(overrides, fragments):
+    with pytest.raises(ConfigError) as error:
+        load_config(RunConfig, None, overrides)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_the_auxiliary_outputs_get_their_own_loss():
+    import torch
+
+    from magneto.fit_setup import criterion
+    from magneto.losses import build_loss
+    from magneto.model.architectures import ModelOutput
+
+    config = load_config(RunConfig, None, {"loss": "BCE", "aux_loss": "Dice"})
+    assert config.losses() == (("bce", {}), ("dice", {}))
+    same = load_config(RunConfig, None, {"loss": "focal", "loss_params": '{"gamma": 3}'})
+    assert same.losses() == (("focal", {"gamma": 3}), ("focal", {"gamma": 3}))
+    torch.manual_seed(0)
+    logits = [torch.randn(2, 3) for _ in range(3)]
+    probs = [torch.sigmoid(x) for x in logits]
+    alpha = torch.full((2, 3), 0.5)
+    output = ModelOutput(
+        0.5 * (probs[1] + probs[2]), probs[1], probs[2], alpha, logits[1], logits[2]
+    )
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    mask = torch.tensor([[False, False, False], [False, False, True]])
+    _, parts = criterion(config, aux=True)(output, targets, mask)
+    dice = build_loss("dice")
+    assert torch.allclose(parts["tag"], dice(probs[1], targets, mask, logits[1]))
+    assert torch.allclose(parts["image"], dice(probs[2], targets, mask, logits[2]))
+    bce = build_loss("bce")(output.final, targets, mask)
+    assert torch.allclose(parts["final"], bce, atol=1e-4)

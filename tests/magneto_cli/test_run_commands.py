@@ -127,7 +127,7 @@ def test_bad_flags_and_values_one_line_non_zero(
 def test_bad_values_in_a_run_that_needs_data(cli_run, capsys, tmp_path):
     data, images, out = cli_run
     cases = [
-        (["--loss", "hinge"], "unknown loss 'hinge'"),
+        (["--loss", "hinge"], "invalid loss: Input should be 'bce', 'dice', 'bce_dice'"),
         (["--feature-cache", "--augment-images"], "feature_cache needs augment_images: false"),
         (["--init-from", str(tmp_path / "none.ckpt")], "checkpoint not found"),
         (["--images", str(tmp_path / "none")], "image directory not found"),
