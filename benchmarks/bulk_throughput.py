@@ -69,11 +69,8 @@ def write_library(directory: Path, count: int, seed: int = 0) -> Path:
 
 def decode_floor(job, predictor) -> float:
     """The job's workers, reading and decoding only."""
-    from torch.utils.data import DataLoader
-
-    from magneto.bulk import ShardStream, _unbatched
+    from magneto.bulk import ShardStream, shard_loader
     from magneto.bulk_rows import RowPreparer
-    from magneto.dataset import worker_init
     from magneto.manifest import Manifest
 
     manifest = Manifest(job.data)
@@ -82,14 +79,7 @@ def decode_floor(job, predictor) -> float:
     stream = ShardStream(
         manifest.path, index.shards, prepare, job.batch_size, predictor.vocabulary.padding_index
     )
-    loader = DataLoader(
-        stream,
-        batch_size=None,
-        collate_fn=_unbatched,
-        num_workers=job.workers,
-        worker_init_fn=worker_init if job.workers else None,
-        prefetch_factor=4 if job.workers else None,
-    )
+    loader = shard_loader(stream, job.workers)
     start, items = time.perf_counter(), 0
     for work in loader:
         items += len(work)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paper_tables import REPO, evaluate, fmt, magneto, train
+from paper_tables import REPO, evaluate, fmt, synthetic_split, train
 
 LOSSES = ("bce", "dice", "bce_dice", "focal", "asl", "apl", "sigmoidf1", "zlpr")
 
@@ -60,11 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     work = Path(args.workdir)
-    raw, data = work / "raw", work / "prepared"
-    images = raw / "Flickr"
-    if not (data / "val.csv").is_file():
-        magneto("synth", "--out", str(raw), "--items", str(args.items))
-        magneto("prepare", "nuswide", "--root", str(raw), "--out", str(data))
+    data, images = synthetic_split(work, args.items)
     rows: dict[str, list[dict]] = {}
     for name in args.losses:
         rows[name] = runs_of(name, None, args, data, images)

@@ -77,6 +77,15 @@ def train(out: Path, data: Path, images: Path, seed: int, *extra: str) -> Path:
     return out
 
 
+def synthetic_split(work: Path, items: int) -> tuple[Path, Path]:
+    """``magneto synth`` + ``prepare`` into ``work`` once: (prepared dir, image dir)."""
+    raw, data = work / "raw", work / "prepared"
+    if not (data / "val.csv").is_file():
+        magneto("synth", "--out", str(raw), "--items", str(items))
+        magneto("prepare", "nuswide", "--root", str(raw), "--out", str(data))
+    return data, raw / "Flickr"
+
+
 def fmt(values: list[float], scale: float = 100.0) -> str:
     values = [v * scale for v in values]
     if len(values) == 1:
@@ -93,11 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     work = Path(args.workdir)
-    raw, data = work / "raw", work / "prepared"
-    images = raw / "Flickr"
-    if not (data / "val.csv").is_file():
-        magneto("synth", "--out", str(raw), "--items", str(args.items))
-        magneto("prepare", "nuswide", "--root", str(raw), "--out", str(data))
+    data, images = synthetic_split(work, args.items)
 
     table2 = {name: [] for name in ("FF", "TF-t", "TF-it", "MAGNeto", "MAGNeto + aux")}
     table3 = {key: [] for key in ((0.0, False), (0.5, False), (0.0, True), (0.5, True))}

@@ -160,6 +160,19 @@ def _unbatched(work: WorkBatch) -> WorkBatch:
     return work
 
 
+def shard_loader(stream: ShardStream, workers: int, *, pin_memory: bool = False) -> DataLoader:
+    """``workers`` processes (one thread each) prepare the stream's batches ahead."""
+    return DataLoader(
+        stream,
+        batch_size=None,
+        collate_fn=_unbatched,
+        num_workers=workers,
+        worker_init_fn=worker_init if workers else None,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+    )
+
+
 def check_job(job: BulkJob, uses_images: bool) -> None:
     """Everything that can be wrong before any result is written."""
     if job.batch_size < 1 or job.shard_rows < 1:
@@ -192,16 +205,7 @@ def run_local(job: BulkJob) -> BulkReport:
         job.batch_size,
         predictor.vocabulary.padding_index,
     )
-    loader = DataLoader(
-        stream,
-        batch_size=None,
-        collate_fn=_unbatched,
-        num_workers=job.workers,
-        worker_init_fn=worker_init if job.workers else None,
-        pin_memory=predictor.device.type == "cuda",
-        prefetch_factor=4 if job.workers else None,
-        persistent_workers=False,
-    )
+    loader = shard_loader(stream, job.workers, pin_memory=predictor.device.type == "cuda")
     remaining = sum(s.count for s in todo)
     with tqdm(total=remaining, unit="item", disable=not job.progress, smoothing=0.1) as bar:
         for work in loader:
