@@ -1,14 +1,26 @@
 #!/bin/sh
 # Container entry: `serve` (the default) checks the checkpoint before starting the server, so a
 # missing or unreadable mount fails at once with one clear line instead of a traceback.
-# Any other command (magneto train ..., torchrun ..., sh) runs as given.
+# `train` and `pretrain` run as `magneto train ...`, with one process per GPU through torchrun
+# when more than one GPU is visible (MAGNETO_NPROC overrides the count).
+# Any other command (magneto ..., python ..., sh) runs as given.
 set -eu
 
 say() { printf 'magneto-entrypoint: %s\n' "$*" >&2; }
 
-if [ "$#" -gt 0 ] && [ "$1" != "serve" ]; then
-  exec "$@"
-fi
+case "${1:-serve}" in
+  serve) ;;
+  train|pretrain)
+    nproc="${MAGNETO_NPROC:-$(python -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0)}"
+    case "$nproc" in
+      ''|*[!0-9]*) say "MAGNETO_NPROC must be a whole number, not '$nproc'"; exit 64 ;;
+    esac
+    if [ "$nproc" -gt 1 ]; then
+      exec python -m torch.distributed.run --standalone --nproc_per_node="$nproc" -m magneto_cli.main "$@"
+    fi
+    exec magneto "$@" ;;
+  *) exec "$@" ;;
+esac
 [ "$#" -gt 0 ] && shift
 
 checkpoint="${MAGNETO_CHECKPOINT:-}"

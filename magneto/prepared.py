@@ -8,6 +8,7 @@ model and config need.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -64,6 +65,21 @@ def load_items(
     return items, report
 
 
+def feature_cache_dir(config: RunConfig) -> Path:
+    """The configured cache folder; else next to the data, so that every run on it shares the
+    features; else (a read-only dataset, like a container's ``/data:ro`` mount) the run's own."""
+    if config.feature_cache_dir:
+        return Path(config.feature_cache_dir)
+    shared = data_dir(config) / "feature_cache"
+    if os.access(shared if shared.exists() else shared.parent, os.W_OK):
+        return shared
+    if not config.out:
+        raise ConfigError(f"{shared.parent} is read-only: pass --feature-cache-dir DIR")
+    own = Path(config.out) / "feature_cache"
+    log.info("%s is read-only: caching backbone features in %s", shared.parent, own)
+    return own
+
+
 def feature_store(
     config: RunConfig,
     items: list[EncodedItem],
@@ -80,7 +96,7 @@ def feature_store(
         model.image_extractor,  # type: ignore[attr-defined]
         backbone=config.model.backbone,
         input_size=config.input_size,
-        cache_dir=config.feature_cache_dir or data_dir(config) / "feature_cache",
+        cache_dir=feature_cache_dir(config),
         device=device,
         amp=config.amp,
         batch_size=config.eval_batch_size,

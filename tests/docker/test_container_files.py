@@ -71,43 +71,82 @@ def test_every_copied_path_exists_and_is_not_docker_ignored():
         assert pattern in ignore, pattern
 
 
+def _stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (what it is FROM, its instructions)."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, args in _instructions():
+        if keyword == "FROM":
+            base, _, name = args.partition(" AS ")
+            current = []
+            stages[name.strip()] = (base.strip(), current)
+        elif stages:
+            current.append((keyword, args))
+    return stages
+
+
 def test_dockerfile_shape():
-    steps = _instructions()
-    stages = [args.split(" AS ")[-1].strip() for k, args in steps if k == "FROM"]
-    assert stages == ["gpu-build", "cpu-build", "cpu", "gpu"]  # gpu last: the default target
-    final = steps[max(i for i, (k, _) in enumerate(steps) if k == "FROM") :]
-    users = [a for k, a in final if k == "USER"]
+    stages = _stages()
+    # gpu last: the default target; both targets are the shared runtime plus one environment.
+    assert list(stages) == ["sources", "build", "cpu-build", "gpu-build", "runtime", "cpu", "gpu"]
+    assert stages["cpu"][0] == stages["gpu"][0] == "runtime"
+    assert stages["runtime"][0] == stages["build"][0] == "${BASE}"
+    runtime = stages["runtime"][1]
+    users = [a for k, a in runtime if k == "USER"]
     assert users and users[-1].isdigit() and users[-1] != "0"
-    health = next(a for k, a in final if k == "HEALTHCHECK")
+    health = next(a for k, a in runtime if k == "HEALTHCHECK")
     assert "/healthz" in health
-    assert ("CMD", '["serve"]') in final
-    assert ("ENTRYPOINT", '["magneto-entrypoint"]') in final
-    env = " ".join(a for k, a in final if k == "ENV")
+    assert ("CMD", '["serve"]') in runtime
+    assert ("ENTRYPOINT", '["magneto-entrypoint"]') in runtime
+    env = " ".join(a for k, a in runtime if k == "ENV")
     for name in ("MAGNETO_CHECKPOINT", "MAGNETO_HOST", "MAGNETO_PORT"):
         assert name in env
-    base = next(a for k, a in steps if k == "ARG" and a.startswith("GPU_BASE="))
-    assert "cuda" in base and "runtime" in base
-    runs = " ".join(a for k, a in steps if k == "RUN")
+    base = next(a for k, a in _instructions() if k == "ARG" and a.startswith("BASE="))
+    assert base == "BASE=python:3.11-slim-bookworm"
+    runs = " ".join(a for k, a in _instructions() if k == "RUN")
     assert "pip install" in runs and runs.count("--no-cache-dir") == runs.count("pip install")
     assert "apt-get" not in runs  # no compilers or package caches in any layer
+    # pip's settings are build arguments of the build stages, never ENV of a runtime stage.
+    build_args = {a for k, a in stages["build"][1] if k == "ARG"}
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT"} <= build_args
+    for name in ("runtime", "cpu", "gpu"):
+        assert "PIP_" not in " ".join(a for k, a in stages[name][1] if k in ("ENV", "ARG"))
 
 
-def test_cpu_and_gpu_images_differ_only_in_base_venv_and_device():
-    """A stage cannot swap its base, so the two runtime stages repeat one tail: keep it so."""
-    steps = _instructions()
-    starts = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
-    cpu, gpu = steps[starts[2] + 1 : starts[3]], steps[starts[3] + 1 :]
+def test_targets_differ_only_in_their_environment_and_device():
+    stages = _stages()
+    cpu, gpu = stages["cpu"][1], stages["gpu"][1]
+    for target, stage in (("cpu", cpu), ("gpu", gpu)):  # torch first: the big, stable layer
+        assert stage[:2] == [
+            ("COPY", f"--from={target}-build /opt/torch /opt/torch"),
+            ("COPY", f"--from={target}-build /opt/venv /opt/venv"),
+        ]
+    assert [k for k, _ in cpu] == [k for k, _ in gpu] == ["COPY", "COPY", "ENV"]
+    assert "MAGNETO_DEVICE=cpu" in cpu[2][1]
+    gpu_env = gpu[2][1]
+    assert "MAGNETO_DEVICE=auto" in gpu_env and "NVIDIA_DRIVER_CAPABILITIES=compute" in gpu_env
+    # torch: the CPU wheels for cpu, pip's own index (CUDA wheels) for gpu, both overridable.
+    cpu_index = next(a for k, a in stages["cpu-build"][1] if k == "ARG")
+    gpu_index = next(a for k, a in stages["gpu-build"][1] if k == "ARG")
+    assert cpu_index == "CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu"
+    assert gpu_index == 'GPU_TORCH_INDEX=""'
 
-    def normalise(stage: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(k, re.sub(r"--from=\w+-build|MAGNETO_DEVICE=\w+", "", a)) for k, a in stage]
 
-    assert normalise(cpu) == normalise(gpu)
-    assert ("COPY", "--from=gpu-build /opt/venv /opt/venv") in gpu
-    assert "MAGNETO_DEVICE=auto" in " ".join(a for k, a in gpu if k == "ENV")
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags (!reset, !override) read as plain values."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: "!reset")
+_ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_object(node))
+
+
+def _container_path(volume: str) -> str:
+    """``${VAR:-../data}:/data:ro`` -> ``/data``."""
+    return next(p for p in re.split(r":(?=/)", volume)[1:]).split(":")[0]
 
 
 def test_compose_reserves_gpus_and_has_health_volumes_restart():
-    compose = yaml.safe_load(COMPOSE.read_text())
+    compose = yaml.load(COMPOSE.read_text(), Loader=_ComposeLoader)
     api, train = compose["services"]["api"], compose["services"]["train"]
     for service in (api, train):
         device = service["deploy"]["resources"]["reservations"]["devices"][0]
@@ -119,11 +158,22 @@ def test_compose_reserves_gpus_and_has_health_volumes_restart():
     assert api["restart"] == "unless-stopped"
     assert any(v.endswith(":/models:ro") for v in api["volumes"])
     assert api["environment"]["MAGNETO_CHECKPOINT"].startswith("/models/")
-    assert train["entrypoint"][0] == "torchrun" and "train" in train["command"]
-    assert {v.split(":")[1] for v in train["volumes"]} >= {"/data", "/runs"}
+    # train goes through the image's entry script (torchrun only with several GPUs).
+    assert "entrypoint" not in train and train["command"][0] == "train"
+    assert {_container_path(v) for v in train["volumes"]} >= {"/data", "/runs"}
     assert train["profiles"] == ["train"]
     config = next(c for c in train["command"] if c.startswith("--config="))
     assert (REPO / "configs" / Path(config.split("=", 1)[1]).name).is_file()
+
+
+def test_no_gpu_override_drops_exactly_the_gpu_reservations():
+    compose = yaml.load(COMPOSE.read_text(), Loader=_ComposeLoader)
+    override = yaml.load(
+        (REPO / "docker" / "compose.no-gpu.yaml").read_text(), Loader=_ComposeLoader
+    )
+    assert set(override["services"]) == set(compose["services"])
+    for service in override["services"].values():
+        assert service == {"deploy": "!reset"}
 
 
 def _entry_env(**extra: str) -> dict[str, str]:
@@ -132,7 +182,7 @@ def _entry_env(**extra: str) -> dict[str, str]:
     return {**env, "PATH": bin_dir + os.pathsep + env["PATH"], "PYTHONPATH": str(REPO), **extra}
 
 
-def test_entry_script_starts_the_server_with_a_real_checkpoint(checkpoint):
+def test_entry_script_starts_the_server_with_a_real_checkpoint(checkpoint, tiny_data):
     port = free_port()
     proc = subprocess.Popen(
         ["sh", str(ENTRYPOINT)],
@@ -154,6 +204,22 @@ def test_entry_script_starts_the_server_with_a_real_checkpoint(checkpoint):
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert ready is not None and ready.json() == {"status": "ready"}
+        # The smoke script's request and checks (docker/smoke.sh runs the same against images).
+        data, images = tiny_data
+        asked = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "docker" / "smoke" / "ask.py"),
+                f"http://127.0.0.1:{port}",
+                str(data / "val.csv"),
+                str(images),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert asked.returncode == 0, asked.stderr
+        assert '[smoke] answer: {"sent"' in asked.stdout and '"kept_tags"' in asked.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -226,3 +292,51 @@ def test_other_commands_pass_through():
         timeout=60,
     )
     assert result.returncode == 0 and result.stdout.startswith("magneto ")
+
+
+def test_train_runs_magneto_train_on_one_device():
+    for env in ({"MAGNETO_NPROC": "1"}, {}):  # {}: counts the GPUs itself (none here)
+        result = subprocess.run(
+            ["sh", str(ENTRYPOINT), "train", "--help"],
+            env=_entry_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: magneto train")
+
+
+def test_train_goes_through_torchrun_with_several_gpus(tmp_path):
+    fake = tmp_path / "python"  # stands in for python: prints what it was asked to run
+    fake.write_text('#!/bin/sh\necho "python $*"\n')
+    fake.chmod(0o755)
+    env = _entry_env(MAGNETO_NPROC="4")
+    env["PATH"] = f"{tmp_path}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "pretrain", "--epochs=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "python -m torch.distributed.run --standalone --nproc_per_node=4 "
+        "-m magneto_cli.main pretrain --epochs=1"
+    )
+
+
+def test_train_refuses_a_malformed_process_count():
+    result = subprocess.run(
+        ["sh", str(ENTRYPOINT), "train"],
+        env=_entry_env(MAGNETO_NPROC="two"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 64
+    assert (
+        result.stderr.strip()
+        == "magneto-entrypoint: MAGNETO_NPROC must be a whole number, not 'two'"
+    )
