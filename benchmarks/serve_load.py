@@ -11,8 +11,16 @@ run measures
 and prints p50/p99 latency, throughput, their ratios to the bare predictor, and the server's
 peak RSS. The four phases alternate for --rounds rounds (the machine's speed drifts) and each
 ratio is the median of per-round ratios. Bounded by --requests and --max-seconds per phase.
+
+With --clients N it instead overloads the service: N closed-loop clients for --max-seconds,
+each on its own keep-alive connection, and reports the share of each status code and the p50/p99
+wait of the accepted (200) and of all requests. A client told 503 waits the Retry-After it was
+given (1 s without one) before its next request, as a well-behaved client does
+(--ignore-retry-after: at once). Extra ``magneto serve`` flags go after --serve-args.
 Usage:
     python benchmarks/serve_load.py [--requests 300] [--rounds 5] [--max-seconds 60]
+    python benchmarks/serve_load.py --clients 200 --max-seconds 30 --checkpoint best_f1.ckpt \
+        [--serve-args --max-queue-wait-s 2]
 """
 
 from __future__ import annotations
@@ -112,7 +120,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(checkpoint: Path) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -128,6 +136,7 @@ def start_server(checkpoint: Path) -> tuple[subprocess.Popen, str]:
             "cpu",
             "--log-level",
             "warning",
+            *(extra or []),
         ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -135,12 +144,14 @@ def start_server(checkpoint: Path) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    deadline = time.monotonic() + 300  # importing torch takes a while on a busy machine
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     proc.kill()
     raise SystemExit("the server did not start")
 
@@ -159,19 +170,27 @@ def encode_request(url: str, raw: bytes, tags: list[str]) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def exchange(
+async def exchange_headers(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> int:
-    """One request on a keep-alive connection; returns the status code."""
+) -> tuple[int, dict[str, str]]:
+    """One request on a keep-alive connection; returns the status code and the headers."""
     writer.write(request)
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    length = next(
-        int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
-    )
-    await reader.readexactly(length)
-    return int(lines[0].split()[1])
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in lines[1:] if line)
+    }
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split()[1]), headers
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    """One request on a keep-alive connection; returns the status code."""
+    return (await exchange_headers(reader, writer, request))[0]
 
 
 async def load(url: str, inputs, concurrency: int, requests: int, max_seconds: float) -> dict:
@@ -213,6 +232,87 @@ async def load(url: str, inputs, concurrency: int, requests: int, max_seconds: f
     }
 
 
+async def overload(
+    url: str, inputs, clients: int, max_seconds: float, honor_retry_after: bool = True
+) -> dict:
+    """``clients`` closed-loop clients for ``max_seconds``: status counts and waits.
+
+    A connection the server closes (or answers with ``Connection: close``) is reopened."""
+    host, port = url.removeprefix("http://").split(":")
+    encoded = [encode_request(url, raw, tags) for raw, tags in inputs]
+    statuses: dict[int | str, int] = {}
+    waits: dict[str, list[float]] = {"ok": [], "all": []}
+    deadline = time.perf_counter() + max_seconds
+
+    async def client(index: int) -> None:
+        connection = None
+        i = index
+        last_response = time.perf_counter()
+        while time.perf_counter() < deadline:
+            if connection is None:
+                try:
+                    connection = await asyncio.open_connection(host, int(port))
+                    last_response = time.perf_counter()
+                except OSError:
+                    statuses["connect_error"] = statuses.get("connect_error", 0) + 1
+                    await asyncio.sleep(max(0.0, min(1.0, deadline - time.perf_counter())))
+                    continue
+            reader, writer = connection
+            start = time.perf_counter()
+            idle = start - last_response
+            try:
+                status, headers = await asyncio.wait_for(
+                    exchange_headers(reader, writer, encoded[i % len(encoded)]), 120
+                )
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                # uvicorn closes a connection idle for 5 s (keep-alive): after a long
+                # Retry-After a client finds it closed and reconnects, as HTTP clients do
+                stale = idle >= 4.5 and not isinstance(exc, TimeoutError)
+                name = "reconnect (idle keep-alive)" if stale else f"closed ({type(exc).__name__})"
+                statuses[name] = statuses.get(name, 0) + 1
+                writer.close()
+                connection = None
+                continue
+            wait = time.perf_counter() - start
+            last_response = time.perf_counter()
+            i += clients
+            statuses[status] = statuses.get(status, 0) + 1
+            waits["all"].append(wait)
+            if status == 200:
+                waits["ok"].append(wait)
+            if headers.get("connection", "").lower() == "close":
+                writer.close()
+                connection = None
+            if status == 503 and honor_retry_after:
+                retry = headers.get("retry-after", "1")
+                pause = float(retry) if retry.isdigit() else 1.0
+                await asyncio.sleep(max(0.0, min(pause, deadline - time.perf_counter())))
+        if connection is not None:
+            connection[1].close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {"statuses": statuses, "waits": waits, "elapsed": elapsed}
+
+
+def report_overload(result: dict, clients: int, honor_retry_after: bool) -> None:
+    statuses, waits = result["statuses"], result["waits"]
+    total = sum(statuses.values())
+    behaviour = "waits Retry-After" if honor_retry_after else "retries at once"
+    print(
+        f"{clients} closed-loop clients for {result['elapsed']:.1f} s; after a 503 a client "
+        f"{behaviour}"
+    )
+    print(f"responses: {total}, accepted throughput {len(waits['ok']) / result['elapsed']:.1f}/s")
+    for status, count in sorted(statuses.items(), key=lambda kv: str(kv[0])):
+        print(f"  {status}: {count} ({100 * count / max(total, 1):.1f} %)")
+    for name, key in (("accepted (200)", "ok"), ("all responses", "all")):
+        if waits[key]:
+            p50, p99 = percentiles(waits[key])
+            print(f"wait of {name}: p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(waits[key]):.3f} s")
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -230,7 +330,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the four phases")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="per phase")
     parser.add_argument("--checkpoint", type=Path, help="default: an untrained NUS-WIDE model")
+    parser.add_argument(
+        "--clients", type=int, help="overload mode: this many concurrent clients (see above)"
+    )
+    parser.add_argument(
+        "--ignore-retry-after", action="store_true", help="overload mode: retry a 503 at once"
+    )
+    parser.add_argument("--url", help="overload mode: a server already running there")
+    parser.add_argument(
+        "--serve-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="everything after it goes to `magneto serve`",
+    )
     args = parser.parse_args()
+    if args.clients:
+        run_overload(args)
+        return
     per_round = max(16, args.requests // args.rounds)
     seconds = args.max_seconds / args.rounds
     phases: dict[str, list[dict]] = {"bare1": [], "bare16": [], "c1": [], "c16": []}
@@ -286,6 +402,27 @@ def main() -> None:
     print(f"single-request p50 / bare call p50: {single:.3f} (target <= 1.25)")
     print(f"concurrency-16 throughput / bare batch-16 throughput: {batched:.3f} (target >= 0.8)")
     print(f"server peak RSS: {rss:.0f} MiB (target < 1536 MiB)")
+
+
+def run_overload(args: argparse.Namespace) -> None:
+    """The --clients mode: one server, one overload phase, status shares and waits."""
+    honor = not args.ignore_retry_after
+    inputs = make_inputs(64)
+    if args.url:
+        result = asyncio.run(overload(args.url, inputs, args.clients, args.max_seconds, honor))
+        print(f"server at {args.url}")
+        report_overload(result, args.clients, honor)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or build_checkpoint(Path(tmp))
+        proc, url = start_server(checkpoint, args.serve_args)
+        try:
+            result = asyncio.run(overload(url, inputs, args.clients, args.max_seconds, honor))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    print(f"checkpoint {checkpoint}, serve flags: {' '.join(args.serve_args) or '(defaults)'}")
+    report_overload(result, args.clients, honor)
 
 
 if __name__ == "__main__":

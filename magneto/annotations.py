@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from magneto.errors import DataError
+from magneto.text_files import utf8_lines
 from magneto.vocabulary import dedupe_tags, normalize_tag
 
 CSV_COLUMNS_LABELLED = ("item_id", "tags", "important_tags", "label")
@@ -156,20 +157,39 @@ def build_annotation(
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or [])
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+        reader = csv.DictReader(utf8_lines(handle, path))
+
+        def csv_error(exc: csv.Error) -> DataError:
+            if "field larger than field limit" in str(exc):
+                problem = (
+                    f"a field is longer than the CSV limit of {csv.field_size_limit()} characters"
+                )
+            else:
+                problem = f"not a valid CSV line ({exc})"
+            return DataError(path, max(reader.reader.line_num, 1), problem)
+
+        try:
+            fields = set(reader.fieldnames or [])
+        except csv.Error as exc:
+            raise csv_error(exc) from None
         if not {"item_id", "tags"} <= fields:
             raise DataError(path, 1, "header must contain the columns item_id and tags")
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise csv_error(exc) from None
             if None in row:
                 raise DataError(path, reader.line_num, "row has more fields than the header")
             yield reader.line_num, row
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for line_no, text in enumerate(handle, start=1):
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
+        for line_no, text in enumerate(utf8_lines(handle, path), start=1):
             if not text.strip():
                 continue
             try:
@@ -181,16 +201,25 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line_no, obj
 
 
-def read_annotations(path: str | Path, *, require_labels: bool = True) -> list[Annotation]:
-    """Read and validate a CSV or JSONL annotation file (format chosen by the extension)."""
+def iter_annotations(
+    path: str | Path, *, require_labels: bool = True
+) -> Iterator[tuple[int, Annotation]]:
+    """(line, record) of a CSV or JSONL annotation file, one at a time (the format chosen by
+    the extension), each validated; for files too large to hold as a list."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "annotation file not found")
     rows = _iter_jsonl(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _iter_csv(path)
+    for line, fields in rows:
+        yield line, build_annotation(fields, path, line, require_labels=require_labels)
+
+
+def read_annotations(path: str | Path, *, require_labels: bool = True) -> list[Annotation]:
+    """Read and validate a whole annotation file; an item id may appear once."""
+    path = Path(path)
     records: list[Annotation] = []
     first_line: dict[str, int] = {}
-    for line, fields in rows:
-        record = build_annotation(fields, path, line, require_labels=require_labels)
+    for line, record in iter_annotations(path, require_labels=require_labels):
         if record.item_id in first_line:
             raise DataError(
                 path,

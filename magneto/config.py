@@ -34,6 +34,23 @@ class ConfigError(MagnetoError):
     """A config file or override is invalid."""
 
 
+def check_device(name: str) -> str:
+    """``auto`` or a device name torch understands, so a typo fails at once, not mid-run.
+
+    Whether the device is present (CUDA on a CPU-only host) is checked when the run starts.
+    """
+    import torch
+
+    text = str(name).strip()
+    if text == "auto":
+        return text
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError("not a device name; use auto, cpu, cuda or cuda:N") from None
+    return text
+
+
 class RunConfig(BaseModel):
     """Everything a training-like run needs besides the stage's own options."""
 
@@ -105,7 +122,10 @@ class RunConfig(BaseModel):
         description="compute frozen-backbone features once (needs freeze_backbone: all "
         "and augment_images: false)",
     )
-    feature_cache_dir: str | None = Field(None, description="default: <data>/feature_cache")
+    feature_cache_dir: str | None = Field(
+        None,
+        description="default: <data>/feature_cache, or <out>/feature_cache if <data> is read-only",
+    )
     progress: bool = Field(True, description="progress bars")
 
     @field_validator(
@@ -125,6 +145,11 @@ class RunConfig(BaseModel):
         if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
             return None
         return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device(value)
 
     @field_validator("loss", "aux_loss", mode="before")
     @classmethod
@@ -228,6 +253,8 @@ def validation_message(exc: ValidationError, source: str | None = None) -> str:
     messages = list(dict.fromkeys(str(e.get("msg")) for e in same))
     value = errors[0].get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict | list) and value is not None else ""
+    if any(word in where for word in _SECRET_WORDS):  # never echo a key (terminals, logs)
+        shown = ""
     prefix = f"{source}: " if source else ""
     if where == "config":  # a check across fields: its message says what is wrong
         return prefix + "; or ".join(m.removeprefix("Value error, ") for m in messages)
@@ -235,6 +262,7 @@ def validation_message(exc: ValidationError, source: str | None = None) -> str:
 
 
 _TYPES = {"int", "float", "str", "bool", "none", "dict", "list"}
+_SECRET_WORDS = ("key", "secret", "password", "token")
 
 
 def load_config(

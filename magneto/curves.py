@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
-    epochs = [r["epoch"] + 1 for r in history]
+    epochs = [r["epoch"] for r in history]  # records number epochs from 1
     has_alpha = any("val_alpha" in r for r in history)
     fig, axes = plt.subplots(1, 3 if has_alpha else 2, figsize=(13 if has_alpha else 9, 3.6))
     for key, label in (("train_loss", "train"), ("val_loss", "val")):

@@ -17,7 +17,13 @@ from PIL import Image
 
 from magneto.dataset import Batch, Sample, pad_samples
 from magneto.errors import ImageError, ImageNotFoundError, ImageTooLargeError, MagnetoError
-from magneto.images import DEFAULT_MAX_PIXELS, ImageSource, decode_image, make_transform
+from magneto.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    decode_image,
+    image_size,
+    make_transform,
+)
 from magneto.vocabulary import Vocabulary, dedupe_tags
 
 
@@ -121,6 +127,22 @@ class ItemPreparer:
                 raise PredictionError("this model needs an image", "missing_image")
             image = self.image_tensor(request.image)
         return PreparedItem(request, [t.text for t in tags], indices, image)
+
+
+def header_pixels(image: ImageSource | Image.Image | np.ndarray | None) -> int:
+    """Pixels the image will decode to, read from its header without decoding it.
+
+    What a caller can cap before paying for any decode; 0 for no image and for one whose
+    header cannot be read (decoding it will then fail on its own, cheaply).
+    """
+    if image is None:
+        return 0
+    if isinstance(image, Image.Image):
+        return image.width * image.height
+    if isinstance(image, np.ndarray):
+        return int(np.prod(image.shape[:2])) if image.ndim >= 2 else 0
+    size = image_size(image)
+    return size[0] * size[1] if size is not None else 0
 
 
 def collate(items: Sequence[PreparedItem], padding_index: int) -> tuple[Batch | None, list[int]]:

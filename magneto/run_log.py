@@ -3,6 +3,8 @@
 Only rank 0 writes (``enabled=False`` elsewhere), so the Trainer can call it unconditionally.
 ``metrics.jsonl`` is the epoch history; on resume it is rewritten from the checkpoint's
 history, which is the truth (a killed run may have logged an epoch it never checkpointed).
+Epochs are 1-based everywhere: a record's ``epoch`` is also its TensorBoard step and its
+x position on ``curves.png``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pydantic import BaseModel
 from magneto.config import save_config
 from magneto.curves import plot_curves
 
+STAGE_TITLES = {"train": "supervised training", "pretrain": "pre-training"}
+
 
 class RunLog:
     def __init__(self, out: Path, stage: str, *, enabled: bool = True) -> None:
         self.out = Path(out)
         self.stage = stage
         self.enabled = enabled
+        self.epochs: int | None = None
         self._writer: Any = None
 
     @property
@@ -31,6 +36,7 @@ class RunLog:
 
     def start(self, config: BaseModel, history: list[dict[str, Any]]) -> None:
         """Save the resolved config; a resumed run's ``metrics.jsonl`` becomes its history."""
+        self.epochs = getattr(config, "epochs", None)
         if not self.enabled:
             return
         self.out.mkdir(parents=True, exist_ok=True)
@@ -46,20 +52,32 @@ class RunLog:
             return
         with self.metrics_path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        writer = self._tensorboard(record["epoch"])
-        step = record["epoch"] + 1
+        step = record["epoch"]
+        writer = self._tensorboard(step)
         for key, value in record.items():
             if isinstance(value, int | float) and key != "epoch" and value is not None:
                 group = "loss" if "loss" in key else "gate" if "alpha" in key else "metrics"
                 writer.add_scalar(f"{group}/{key}", value, step)
         writer.flush()
-        plot_curves(history, self.out / "curves.png", title=f"{self.stage}: {self.out.name}")
+        plot_curves(history, self.out / "curves.png", title=self.title(history))
 
-    def _tensorboard(self, first_epoch: int) -> Any:
+    def title(self, history: list[dict[str, Any]]) -> str:
+        """What the curves show: the stage, the run directory, the metrics, how far it got."""
+        stage = STAGE_TITLES.get(self.stage, self.stage)
+        run = "/".join(p for p in (self.out.parent.name, self.out.name) if p)
+        shown = "loss, validation F1" + (
+            " and gate alpha" if any("val_alpha" in r for r in history) else ""
+        )
+        last = history[-1]["epoch"] if history else 0
+        of = f" of {self.epochs}" if self.epochs else ""
+        return f"{stage}, run {run}: {shown} per epoch (epoch {last}{of})"
+
+    def _tensorboard(self, first_step: int) -> Any:
+        """The writer, purging any events a killed run logged from ``first_step`` on."""
         if self._writer is None:  # imported late: TensorBoard is slow to import
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=first_epoch)
+            self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=first_step)
         return self._writer
 
     def finish(self, summary: dict[str, Any]) -> None:

@@ -182,6 +182,8 @@ def parameter_checksum(module: torch.nn.Module) -> str:
 
 def check_run_dir(out: Path, resume: bool) -> None:
     """Never overwrite a run; resuming needs one."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run directory; choose another --out")
     latest = out / "latest.ckpt"
     if resume and not latest.is_file():
         raise ConfigError(f"nothing to resume: {latest} does not exist")

@@ -9,6 +9,7 @@ checkpoint names, its threshold and whether the auxiliary losses apply.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from magneto.checkpoint import load_checkpoint
+from magneto.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from magneto.config import ConfigError, RunConfig
 from magneto.embeddings import init_embeddings
 from magneto.fit_setup import assemble
@@ -33,6 +34,8 @@ from magneto.runtime import (
 )
 from magneto.trainer import DEFAULT_CHECKPOINTS, FitResult, Trainer
 from magneto.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Stage:
 
 
 def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitResult:
-    """Run ``stage`` into ``config.out``; ``resume`` continues from its ``latest`` checkpoint."""
+    """Run ``stage`` into ``config.out``; ``resume`` continues from its ``latest`` checkpoint,
+    or returns at once, writing nothing, when that run has no epoch left (``nothing_to_do``)."""
     if not config.out:
         raise ConfigError("no run directory given: pass --out DIR")
     out = Path(config.out)
@@ -86,7 +90,9 @@ def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitRe
         vocabulary = load_vocabulary(config)
         sized = config.model.model_copy(update={"vocab_size": len(vocabulary)})
         config = stage.configure(config.model_copy(update={"model": sized}))
-        resume_state = load_checkpoint(out / "latest.ckpt") if resume else None
+        resume_state = _resume_state(out / "latest.ckpt", config, dist_info) if resume else None
+        if resume_state is not None and _epochs_done(resume_state) >= config.epochs:
+            return _finished(stage, out, resume_state)
         model = build_model(config.model)
         speed_up_backbone(model, device, config.amp)  # bf16 frozen trunk on capable CPUs
         run = StageRun(config, vocabulary, model, device, dist_info, out, resume)
@@ -112,6 +118,42 @@ def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitRe
         return trainer.fit()
     finally:
         shutdown_distributed()
+
+
+def _epochs_done(checkpoint: Checkpoint) -> int:
+    return int((checkpoint.training_state or {})["epoch"])
+
+
+def _resume_state(latest: Path, config: RunConfig, dist_info: DistInfo) -> Checkpoint:
+    """``latest`` (verified against its digest, so a corrupt file stops the run before it can
+    overwrite anything), and one log line saying where the run goes on."""
+    checkpoint = load_checkpoint(latest)
+    if not checkpoint.training_state or "epoch" not in checkpoint.training_state:
+        raise CheckpointError(f"{latest} holds no training state to resume from")
+    done = _epochs_done(checkpoint)
+    if dist_info.is_main:
+        if done >= config.epochs:
+            log.info(
+                "nothing to do: %s has already finished %d of %d epochs",
+                latest.parent,
+                done,
+                config.epochs,
+            )
+        else:
+            log.info("resuming from epoch %d of %d (%s)", done + 1, config.epochs, latest.name)
+    return checkpoint
+
+
+def _finished(stage: Stage, out: Path, checkpoint: Checkpoint) -> FitResult:
+    """A resumed run with no epoch left: its figures, and nothing written."""
+    state = checkpoint.training_state or {}
+    return FitResult(
+        history=list(state.get("history") or []),
+        best_f1=float(state.get("best_f1", float("nan"))),
+        best_loss=float(state.get("best_loss", float("nan"))),
+        checkpoints={k: out / v for k, v in stage.checkpoints.items()},
+        nothing_to_do=True,
+    )
 
 
 def with_model(config: RunConfig, **updates: Any) -> RunConfig:

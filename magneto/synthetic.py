@@ -99,12 +99,12 @@ class SynthSummary:
 
 
 @dataclass
-class _Item:
+class SynthRow:
     """One image-list row to write (a duplicated id has two, in different categories)."""
 
     item_id: str
     scene: str  # also the row's category folder
-    visible: list[int]  # concept indices drawn in the image
+    visible: list[int]  # ground-truth concepts (here: those drawn in the image)
     tags: list[int]  # concept indices the uploader gave
     test: bool
     defect: str = ""
@@ -156,7 +156,7 @@ def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) ->
     return image
 
 
-def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
+def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[SynthRow]:
     groups = {scene: [CONCEPTS81.index(c) for c in m] for scene, m in SCENES.items()}
     scenes = list(groups)
     all_concepts = np.arange(len(CONCEPTS81))
@@ -181,11 +181,11 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
     def draw_visible(scene: str) -> list[int]:
         return sorted(rng.choice(groups[scene], int(rng.integers(1, 4)), replace=False).tolist())
 
-    items: list[_Item] = []
+    items: list[SynthRow] = []
     for _ in range(config.items):
         scene = scenes[int(rng.integers(len(scenes)))]
         visible = draw_visible(scene)
-        items.append(_Item(new_id(), scene, visible, tags_for(scene, visible), False))
+        items.append(SynthRow(new_id(), scene, visible, tags_for(scene, visible), False))
     for k in range(config.unlabeled):
         scene = scenes[int(rng.integers(len(scenes)))]
         if k % 10 < 7:  # a visible concept the uploader did not tag: important ⊄ tags
@@ -194,12 +194,12 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
                 others = [c for c in groups[scene] if c not in visible]
                 visible = sorted({*visible, int(rng.choice(others))})
             tags = [c for c in tags_for(scene, visible) if c != visible[0]]
-            items.append(_Item(new_id(), scene, visible, tags, False, "untagged-visible"))
+            items.append(SynthRow(new_id(), scene, visible, tags, False, "untagged-visible"))
         else:  # nothing of the tags is in the picture: no ground truth at all
-            items.append(_Item(new_id(), scene, [], tags_for(scene, []), False, "no-visible"))
+            items.append(SynthRow(new_id(), scene, [], tags_for(scene, []), False, "no-visible"))
     for _ in range(max(1, config.items // 20)):  # uploader gave none of the 81 concepts
         scene = scenes[int(rng.integers(len(scenes)))]
-        items.append(_Item(new_id(), scene, draw_visible(scene), [], False, "no-tags"))
+        items.append(SynthRow(new_id(), scene, draw_visible(scene), [], False, "no-tags"))
     order = rng.permutation(len(items))
     items = [items[i] for i in order]
     for item in items:
@@ -207,7 +207,7 @@ def _plan_items(config: SynthConfig, rng: np.random.Generator) -> list[_Item]:
     return items
 
 
-def _plan_defects(labelled: list[_Item]) -> tuple[list[_Item], dict[str, list[str]]]:
+def plan_defects(labelled: list[SynthRow]) -> tuple[list[SynthRow], dict[str, list[str]]]:
     """NUS-WIDE's known defects on the first labelled items: the extra rows and the ids."""
     agree, disagree, gone = labelled[:3]
     other_scene = next(s for s in SCENES if s != agree.scene)
@@ -226,45 +226,68 @@ def _plan_defects(labelled: list[_Item]) -> tuple[list[_Item], dict[str, list[st
     }
 
 
-def _write_layout(
-    root: Path,
-    rows: list[_Item],
-    defects: dict[str, list[str]],
-    size: int,
-    rng: np.random.Generator,
-) -> None:
-    """The concept list, the image lists, the images, and the tag and label matrices."""
-    for sub in ("ConceptsList", "ImageList", "NUS_WID_Tags", "Groundtruth/AllLabels"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(CONCEPTS81) + "\n")
+def raw_image_lines(rows: Sequence[SynthRow]) -> list[str]:
+    """``Imagelist.txt`` lines: ``<category>\\<NNNN>_<id>.jpg``, numbered per category."""
     counters: Counter[str] = Counter()
-    listed: list[tuple[str, _Item]] = []  # (Imagelist.txt line, row)
+    lines: list[str] = []
     for row in rows:
         counters[row.scene] += 1
-        listed.append((f"{row.scene}\\{counters[row.scene]:04d}_{row.item_id}.jpg", row))
-    for line, row in listed:
-        if row.item_id in defects.get("missing image", []):
-            continue
-        path = root / "Flickr" / line.replace("\\", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render_scene(row.visible, size, rng).save(path, format="JPEG", quality=90)
-        if row.item_id in defects.get("truncated jpeg", []):
-            data = path.read_bytes()
-            path.write_bytes(data[: len(data) // 3])
+        lines.append(f"{row.scene}\\{counters[row.scene]:04d}_{row.item_id}.jpg")
+    return lines
+
+
+def write_raw_tables(
+    root: Path, concepts: Sequence[str], lines: Sequence[str], rows: Sequence[SynthRow]
+) -> None:
+    """The concept list, the three image lists and the tag and label matrices of ``rows``
+    (``row.tags`` -> ``AllTags81.txt``, ``row.visible`` -> ``Labels_<concept>.txt``)."""
+    for sub in ("ConceptsList", "ImageList", "NUS_WID_Tags", "Groundtruth/AllLabels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "ConceptsList" / "Concepts81.txt").write_text("\n".join(concepts) + "\n")
     for name, split in (("Imagelist", None), ("TrainImagelist", False), ("TestImagelist", True)):
         with (root / "ImageList" / f"{name}.txt").open("w", newline="\r\n") as handle:
-            handle.writelines(line + "\n" for line, row in listed if split in (None, row.test))
-    tag_matrix = np.zeros((len(rows), len(CONCEPTS81)), dtype=np.uint8)
+            handle.writelines(
+                line + "\n"
+                for line, row in zip(lines, rows, strict=True)
+                if split in (None, row.test)
+            )
+    tag_matrix = np.zeros((len(rows), len(concepts)), dtype=np.uint8)
     label_matrix = np.zeros_like(tag_matrix)
     for r, row in enumerate(rows):
         tag_matrix[r, row.tags] = 1
         label_matrix[r, row.visible] = 1
     with (root / "NUS_WID_Tags" / "AllTags81.txt").open("w") as handle:
         handle.writelines(" ".join(map(str, values)) + " \n" for values in tag_matrix)
-    for c, concept in enumerate(CONCEPTS81):
+    for c, concept in enumerate(concepts):
         (root / "Groundtruth" / "AllLabels" / f"Labels_{concept}.txt").write_text(
             "\n".join(map(str, label_matrix[:, c])) + "\n"
         )
+
+
+def _write_layout(
+    root: Path,
+    rows: list[SynthRow],
+    defects: dict[str, list[str]],
+    size: int,
+    rng: np.random.Generator,
+) -> None:
+    """The images (drawn in row order from ``rng``), then the lists and matrices."""
+    lines = raw_image_lines(rows)
+    for line, row in zip(lines, rows, strict=True):
+        if row.item_id in defects.get("missing image", []):
+            continue
+        path = root / "Flickr" / line.replace("\\", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render_scene(row.visible, size, rng).save(path, format="JPEG", quality=90)
+        if row.item_id in defects.get("truncated jpeg", []):
+            truncate_file(path)
+    write_raw_tables(root, CONCEPTS81, lines, rows)
+
+
+def truncate_file(path: Path) -> None:
+    """Keep the first third of a file (a JPEG that fails to decode)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
 
 
 def generate(config: SynthConfig, out: str | Path, *, overwrite: bool = False) -> SynthSummary:
@@ -275,10 +298,10 @@ def generate(config: SynthConfig, out: str | Path, *, overwrite: bool = False) -
     rng = np.random.default_rng(config.seed)
     items = _plan_items(config, rng)
     labelled = [it for it in items if not it.defect]
-    extra_rows: list[_Item] = []
+    extra_rows: list[SynthRow] = []
     defects: dict[str, list[str]] = {}
     if config.defects and len(labelled) >= 8:
-        extra_rows, defects = _plan_defects(labelled)
+        extra_rows, defects = plan_defects(labelled)
     _write_layout(root, items + extra_rows, defects, config.image_size, rng)
     kinds = Counter(it.defect for it in items)
     summary = SynthSummary(

@@ -5,6 +5,10 @@ checkpoints to write; the loops live in :mod:`magneto.loop`, what it optimises w
 :mod:`magneto.fit_setup`, and what it logs in :mod:`magneto.run_log`. ``latest`` checkpoints
 carry the optimizer, scheduler, history and every RNG, so a killed run resumes bit for bit.
 Metrics are reduced across ranks; only rank 0 writes.
+
+Epochs are numbered from 1 wherever a user reads them (records, ``metrics.jsonl``, logs,
+checkpoints: ``training_state["epoch"]`` is the number of epochs done); the loop index that
+seeds augmentation and samplers stays 0-based, so resuming reproduces an unbroken run.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import torch
 
-from magneto.checkpoint import Checkpoint, save_checkpoint
+from magneto.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from magneto.config import RunConfig
 from magneto.fit_setup import FitParts
 from magneto.loop import ScoredItem, score, train_one_epoch
@@ -50,6 +54,7 @@ class FitResult:
     best_loss: float
     checkpoints: dict[str, Path]
     replica_checksums: list[str] = field(default_factory=list)
+    nothing_to_do: bool = False  # a resumed run had already done all its epochs
 
 
 class Trainer:
@@ -94,12 +99,12 @@ class Trainer:
     def _restore(self, checkpoint: Checkpoint) -> None:
         state = checkpoint.training_state
         if state is None:
-            raise ValueError("this checkpoint holds no training state to resume from")
+            raise CheckpointError("this checkpoint holds no training state to resume from")
         self.parts.model.load_state_dict(checkpoint.model_state)
         self.parts.optimizer.load_state_dict(state["optimizer"])
         if self.parts.scheduler is not None and state.get("scheduler") is not None:
             self.parts.scheduler.load_state_dict(state["scheduler"])
-        self.start_epoch = int(state["epoch"]) + 1
+        self.start_epoch = int(state["epoch"])  # epochs done = the next 0-based loop index
         self.history = list(state["history"])
         self.best_f1 = float(state["best_f1"])
         self.best_loss = float(state["best_loss"])
@@ -112,7 +117,7 @@ class Trainer:
         training_state = None
         if resumable:
             training_state = {
-                "epoch": record["epoch"],
+                "epoch": record["epoch"],  # 1-based: also the number of epochs done
                 "optimizer": self.parts.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "history": self.history,
@@ -173,7 +178,8 @@ class Trainer:
         return threshold, {**metrics, "f1_at_0.5": at_half}
 
     def _epoch(self, epoch: int) -> tuple[dict[str, Any], float]:
-        """Train and validate once; returns the epoch's record and threshold."""
+        """Train and validate once (``epoch`` is the 0-based loop index); returns the epoch's
+        record, numbered from 1, and its threshold."""
         started = time.perf_counter()
         parts, config = self.parts, self.config
         parts.set_epoch(epoch)
@@ -211,7 +217,7 @@ class Trainer:
                 ", ".join(skipped_ids[:10]),
             )
         record: dict[str, Any] = {
-            "epoch": epoch,
+            "epoch": epoch + 1,
             **{f"train_{k}": v for k, v in train_stats.items()},
             **{f"val_{k}": v for k, v in val_stats.items()},
             **{f"val_{k}": v for k, v in metrics.items()},
@@ -241,7 +247,7 @@ class Trainer:
             "%s epoch %d/%d: train loss %.4f, val loss %.4f, val F1 %.4f (P %.4f R %.4f) "
             "at threshold %.2f%s (%.1fs)",
             self.stage,
-            record["epoch"] + 1,
+            record["epoch"],
             self.config.epochs,
             record["train_loss"],
             record["val_loss"],

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from magneto.errors import DataError
+from magneto.text_files import utf8_lines
 
 
 def normalize_tag(tag: str) -> str:
@@ -113,8 +114,8 @@ class Vocabulary:
         path = Path(path)
         if not path.is_file():
             raise DataError(path, None, "vocabulary file not found")
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+            reader = csv.DictReader(utf8_lines(handle, path))
             if reader.fieldnames is None or not {"index", "word"} <= set(reader.fieldnames):
                 raise DataError(path, 1, "vocabulary header must contain the columns index,word")
             by_index: dict[int, str] = {}

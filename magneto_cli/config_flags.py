@@ -2,17 +2,26 @@
 
 ``--lr 0.1`` becomes the override ``{"lr": "0.1"}``; fields of the nested model config are
 flags too (``--d-model 64`` -> ``model.d_model``), and ``--model NAME`` picks the
-architecture. Booleans get ``--x`` / ``--no-x``. pydantic then parses and validates.
+architecture. Booleans get ``--x`` / ``--no-x``. Each value is checked against its field as
+the flags are parsed, so a bad one is a usage error naming the flag (status 2); the whole
+config is validated once the ``--config`` file is merged in.
+
+A field that only one stage reads (``--tad-add`` for train, ``--noise-ratio`` for pretrain)
+is a flag of that stage only; on the other it is hidden and rejected with a message that
+names the stage it belongs to.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import types
 import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from magneto.config import RunConfig
 from magneto.model.config import ModelConfig
@@ -20,10 +29,23 @@ from magneto.model.config import ModelConfig
 PREFIX = "cfg__"
 ALIASES = {"model.architecture": "--model"}
 HIDDEN = {"model.vocab_size"}
-
-
-def _is_bool(annotation: Any) -> bool:
-    return annotation is bool
+# Fields one stage reads and the other ignores (pre-training always builds the gate-less
+# MAGNeto, has no threshold, no TAD and starts from scratch).
+STAGE_ONLY = {
+    "model.architecture": "train",
+    "model.gating": "train",
+    "model.gate_d_ff": "train",
+    "aux": "train",
+    "tad_add": "train",
+    "tad_drop": "train",
+    "threshold": "train",
+    "init_from": "train",
+    "pretrain_epochs": "pretrain",
+    "pretrain_lr": "pretrain",
+    "noise_ratio": "pretrain",
+    "pretrain_val_fraction": "pretrain",
+    "pretrain_sources": "pretrain",
+}
 
 
 def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
@@ -37,8 +59,9 @@ def _fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _metavar(annotation: Any) -> str:
-    """``{a,b,INT}`` for literals (plus other members), else the type's name."""
+def field_metavar(annotation: Any) -> str:
+    """``{a,b,INT}`` for literals (plus other members), ``{a,b},...`` for comma lists,
+    else the type's name."""
     is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     members = typing.get_args(annotation) if is_union else (annotation,)
     members = members or (annotation,)
@@ -52,30 +75,136 @@ def _metavar(annotation: Any) -> str:
         elif typing.get_origin(member) is list:
             inner = typing.get_args(member)[0]
             names.append(
-                "LIST"
+                "ITEM,..."
                 if typing.get_origin(inner) is not typing.Literal
-                else ",".join(str(v) for v in typing.get_args(inner)) + ",..."
+                else "{" + ",".join(str(v) for v in typing.get_args(inner)) + "},..."
             )
         else:
             names.append(
-                {int: "INT", float: "FLOAT", str: "TEXT", dict: "JSON"}.get(
-                    typing.get_origin(member) or member, "VALUE"
-                )
+                {
+                    int: "INT",
+                    float: "FLOAT",
+                    str: "TEXT",
+                    dict: "JSON",
+                    bool: "{true,false}",
+                    Path: "PATH",
+                    SecretStr: "TEXT",
+                }.get(typing.get_origin(member) or member, "VALUE")
             )
     if choices:
         return "{" + ",".join(choices + names) + "}"
     return names[0] if len(names) == 1 else "VALUE"
 
 
-def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel] = RunConfig) -> None:
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list
+
+
+def flag_name(dotted: str) -> str:
+    return ALIASES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+
+
+def show_default(value: Any, switch: str | None = None) -> str | None:
+    """A default as the user would type it (a boolean as ``switch`` or its ``--no-`` form
+    when it is one), or None when there is nothing to show."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        if switch is None:
+            return str(value).lower()
+        return switch if value else "--no-" + switch.removeprefix("--")
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value) or "(empty)"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _nested(path: Sequence[str], value: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {path[-1]: value}
+    for key in reversed(path[:-1]):
+        data = {key: data}
+    return data
+
+
+def field_errors(exc: ValidationError, path: Sequence[str]) -> list[str]:
+    """The messages of ``exc`` about the field at ``path`` (union members' messages joined)."""
+    messages = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err.get("loc", ()))
+        if loc[: len(path)] == tuple(path):
+            messages.append(str(err.get("msg")).removeprefix("Value error, "))
+    return list(dict.fromkeys(messages))
+
+
+def field_checker(model: type[BaseModel], dotted: str) -> Callable[[str], str]:
+    """An argparse type that validates one field of ``model`` on its own and keeps the text.
+
+    Checks across fields (a loss and its parameters) cannot be judged on one value; they are
+    made when the whole config is built.
+    """
+    path = dotted.split(".")
+    field = model.model_fields.get(path[0]) if len(path) == 1 else None
+    # A secret (the API key) is never echoed: the message ends up in terminals and logs.
+    secret = field is not None and SecretStr in (
+        field.annotation,
+        *typing.get_args(field.annotation),
+    )
+
+    def check(text: str) -> str:
+        try:
+            model.model_validate(_nested(path, text))
+        except ValidationError as exc:
+            messages = field_errors(exc, path)
+            if messages:
+                raise argparse.ArgumentTypeError(
+                    f"invalid value {'(hidden)' if secret else repr(text)}: "
+                    f"{'; or '.join(messages)}"
+                ) from None
+        except Exception:  # a cross-field check: judged with the whole config
+            pass
+        return text
+
+    check.__name__ = dotted
+    return check
+
+
+class _OtherStage(argparse.Action):
+    """A flag of the other stage: hidden here, and named as such when used."""
+
+    def __init__(self, option_strings: list[str], dest: str, stage: str, **kwargs: Any) -> None:
+        self.stage = stage
+        kwargs.update(nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **kwargs: Any) -> None:
+        flag = kwargs.get("option_string") or self.option_strings[0]
+        parser.error(f"{flag} is an option of 'magneto {self.stage}' only")
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel] = RunConfig, stage: str | None = None
+) -> None:
+    """A flag per field of ``model``; with ``stage``, the other stage's fields are rejected."""
     group = parser.add_argument_group("config fields (override the --config file)")
     for dotted, info in _fields(model):
-        flag = ALIASES.get(dotted, "--" + dotted.split(".")[-1].replace("_", "-"))
+        flag = flag_name(dotted)
         dest = PREFIX + dotted.replace(".", "__")
-        default = info.get_default(call_default_factory=True)
+        is_bool = info.annotation is bool
+        owner = STAGE_ONLY.get(dotted)
+        if stage is not None and owner not in (None, stage):
+            flags = [flag, "--no-" + flag.removeprefix("--")] if is_bool else [flag]
+            parser.add_argument(*flags, dest=dest, action=_OtherStage, stage=owner)
+            continue
         help_text = (info.description or "").replace("%", "%%")
-        help_text = f"{help_text} [default: {default}]" if help_text else f"[default: {default}]"
-        if _is_bool(info.annotation):
+        if _is_list(info.annotation):
+            help_text = f"{help_text} (comma-separated)".strip()
+        default = info.get_default(call_default_factory=True)
+        default = show_default(default, flag if is_bool else None)
+        if default is not None:
+            default = default.replace("%", "%%")
+            help_text = f"{help_text} [default: {default}]".strip()
+        if is_bool:
             group.add_argument(
                 flag,
                 dest=dest,
@@ -88,7 +217,8 @@ def add_config_flags(parser: argparse.ArgumentParser, model: type[BaseModel] = R
                 flag,
                 dest=dest,
                 default=argparse.SUPPRESS,
-                metavar=_metavar(info.annotation),
+                type=field_checker(model, dotted),
+                metavar=field_metavar(info.annotation),
                 help=help_text,
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from magneto.export import FORMATS
 from magneto_cli.common import print_json
 
 
@@ -17,9 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "preprocessing and the input/output names, dtypes and shapes.",
     )
     cmd.add_argument("--checkpoint", required=True, type=Path)
-    # Checked by the library, not by argparse choices, so that a wrong format is a one-line
-    # input error (status 1) like every other bad value.
-    cmd.add_argument("--format", required=True, metavar="onnx|torchscript", dest="fmt")
+    cmd.add_argument(
+        "--format", required=True, choices=FORMATS, dest="fmt", help="the file format to write"
+    )
     cmd.add_argument("--out", required=True, type=Path, help="the model file to write")
     cmd.add_argument("--overwrite", action="store_true", help="replace FILE and FILE.json")
     cmd.add_argument("--json", action="store_true", help="print the sidecar as JSON")

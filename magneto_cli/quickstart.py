@@ -20,7 +20,7 @@ from magneto.annotations import read_annotations
 from magneto.config import ConfigError, RunConfig, load_config
 from magneto.nuswide import prepare_nuswide
 from magneto.synthetic import SynthConfig, generate
-from magneto_cli.common import positive_int
+from magneto_cli.common import port_number, positive_int
 
 MARKER = ".magneto-quickstart"
 
@@ -41,9 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     qs.add_argument("--items", type=positive_int, default=2000, help="labelled synthetic items")
     qs.add_argument("--epochs", type=positive_int, help="training epochs (default: config)")
     qs.add_argument("--pretrain-epochs", type=positive_int, help="default: config")
-    qs.add_argument("--seed", type=int, default=0)
+    qs.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
     qs.add_argument("--host", default="127.0.0.1", help="where to serve")
-    qs.add_argument("--port", type=int, default=8000)
+    qs.add_argument("--port", type=port_number, default=8000, help="where to serve")
     qs.set_defaults(handler=run_quickstart)
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from magneto_cli.common import int_at_least, positive_int, print_json
-from magneto_cli.summarize_command import _unit_float
+from magneto_cli.common import int_at_least, positive_int, print_json, unit_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument("--vocab", required=True, type=Path, help="its vocabulary CSV (index,word)")
     cmd.add_argument("--out", required=True, type=Path, help="the MAGNeto checkpoint to write")
     cmd.add_argument(
-        "--threshold", type=_unit_float, help="decision threshold (default: the file's, or 0.5)"
+        "--threshold", type=unit_float, help="decision threshold (default: the file's, or 0.5)"
     )
     cmd.add_argument(
         "--input-size", type=int_at_least(32), default=112, help="image side in px (default 112)"

@@ -6,28 +6,39 @@ import argparse
 from pathlib import Path
 
 from magneto.config import ConfigError, RunConfig, load_config
-from magneto_cli.common import AMP_HELP, non_negative_int, positive_int, print_json
+from magneto_cli.common import (
+    AMP_HELP,
+    DEVICE_HELP,
+    UsageError,
+    device_name,
+    non_negative_int,
+    positive_int,
+    print_json,
+    unit_float,
+)
 from magneto_cli.config_flags import add_config_flags, overrides_from
+
+STAGES = {
+    "pretrain": "outlier-detection pre-training on unlabeled items (paper 5.2)",
+    "train": "supervised training of MAGNeto or a baseline",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    for name, helptext in (
-        ("pretrain", "outlier-detection pre-training on unlabeled items (paper 5.2)"),
-        ("train", "supervised training of MAGNeto or a baseline"),
-    ):
+    for name, helptext in STAGES.items():
         cmd = subparsers.add_parser(
             name,
             help=helptext,
             description=helptext + ". Settings come from the defaults, "
             "then --config FILE, then the flags below.",
         )
-        cmd.add_argument("--config", help="YAML config file (see configs/)")
+        cmd.add_argument("--config", metavar="FILE", help="YAML config file (see configs/)")
         cmd.add_argument(
             "--resume",
             action="store_true",
             help="continue the run in --out from its latest checkpoint",
         )
-        add_config_flags(cmd)
+        add_config_flags(cmd, stage=name)
         cmd.set_defaults(handler=run_stage, stage=name)
 
     ev = subparsers.add_parser(
@@ -35,20 +46,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="P/R/F1, micro-F1 and outlier rate of a checkpoint",
         description="Evaluate a checkpoint on an annotation file at its stored threshold.",
     )
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--data", required=True, help="annotation CSV/JSONL (e.g. prepared/val.csv)")
-    ev.add_argument("--images", help="image directory (needed by image models)")
+    ev.add_argument("--checkpoint", required=True, metavar="FILE", help="a .ckpt to evaluate")
+    ev.add_argument(
+        "--data", required=True, metavar="FILE", help="annotation CSV/JSONL (e.g. prepared/val.csv)"
+    )
+    ev.add_argument("--images", metavar="DIR", help="image directory (needed by image models)")
     ev.add_argument(
         "--outliers",
         type=non_negative_int,
+        metavar="K",
         default=0,
         help="K random vocabulary tags added to each item for the outlier rate",
     )
-    ev.add_argument("--seed", type=int, default=0, help="seed of the outlier tags")
-    ev.add_argument("--threshold", type=float, help="override the checkpoint's threshold")
-    ev.add_argument("--batch-size", type=positive_int, default=64)
-    ev.add_argument("--workers", type=non_negative_int, default=2)
-    ev.add_argument("--device", default="auto")
+    ev.add_argument("--seed", type=int, default=0, metavar="INT", help="seed of the outlier tags")
+    ev.add_argument(
+        "--threshold",
+        type=unit_float,
+        metavar="0..1",
+        help="decision threshold [default: the checkpoint's]",
+    )
+    ev.add_argument(
+        "--batch-size", type=positive_int, default=64, metavar="N", help="items per forward pass"
+    )
+    ev.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=2,
+        metavar="N",
+        help="data-loading worker processes",
+    )
+    ev.add_argument(
+        "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
+    )
     ev.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
     ev.add_argument("--json", action="store_true", help="print machine-readable figures")
     ev.set_defaults(handler=run_evaluate)
@@ -58,45 +87,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="kept tags of one image",
         description="Score an image's tags with a checkpoint and print the kept ones.",
     )
-    pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("--image", help="image file (needed by image models)")
-    pr.add_argument("--tags", required=True, help="comma-separated tags")
-    pr.add_argument("--threshold", type=float)
-    pr.add_argument("--top-k", type=positive_int)
-    pr.add_argument("--min-keep", type=non_negative_int)
-    pr.add_argument("--device", default="auto")
+    pr.add_argument("--checkpoint", required=True, metavar="FILE", help="a .ckpt to score with")
+    pr.add_argument("--image", metavar="FILE", help="image file (needed by image models)")
+    pr.add_argument(
+        "--tags", required=True, metavar="TAG,...", help="comma-separated tags, e.g. sky,dog,beach"
+    )
+    pr.add_argument(
+        "--threshold",
+        type=unit_float,
+        metavar="0..1",
+        help="decision threshold [default: the checkpoint's]",
+    )
+    pr.add_argument("--top-k", type=positive_int, metavar="K", help="keep at most K tags")
+    pr.add_argument("--min-keep", type=non_negative_int, metavar="N", help="keep at least N tags")
+    pr.add_argument(
+        "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
+    )
     pr.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="print the scores as JSON")
     pr.set_defaults(handler=run_predict)
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults <- --config (or the run's saved config with --resume) <- flags.
+
+    A config that is only wrong once the flags are applied (a loss parameter the chosen loss
+    does not take, heads that do not divide d_model) is a usage error; a file that is wrong
+    on its own is reported as the file's error.
+    """
     overrides = overrides_from(args)
-    if not args.resume:
-        return load_config(RunConfig, args.config, overrides)
-    out = overrides.get("out")
-    if not out:
-        raise ConfigError("--resume needs --out RUN_DIR")
-    if args.config:
-        raise ConfigError("--resume reuses the run's saved config; drop --config")
-    saved = Path(out) / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"nothing to resume: {saved} does not exist")
-    return load_config(RunConfig, saved, overrides)
+    path: Path | None = Path(args.config) if args.config else None
+    if args.resume:
+        out = overrides.get("out")
+        if not out:
+            raise UsageError("--resume needs --out RUN_DIR")
+        if args.config:
+            raise UsageError("--resume reuses the run's saved config; drop --config")
+        path = Path(out) / "config.yaml"
+        if not path.is_file():
+            raise ConfigError(f"nothing to resume: {path} does not exist")
+    try:
+        return _build_config(path, overrides)
+    except ConfigError as exc:
+        if not overrides:
+            raise
+        _build_config(path, {})  # the file alone: its own error, if it has one
+        message = str(exc).removeprefix(f"{path}: ").replace("Value error, ", "")
+        raise UsageError(message) from None
+
+
+def _build_config(path: Path | None, overrides: dict) -> RunConfig:
+    config = load_config(RunConfig, path, overrides)
+    config.check_cache()  # options that contradict each other, found before any data loads
+    return config
+
+
+def check_run_paths(config: RunConfig) -> None:
+    """What every stage needs before it loads anything."""
+    if not config.out:
+        raise UsageError("no run directory given: pass --out DIR")
+    if not config.data:
+        raise UsageError("no dataset given: pass --data DIR")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a run directory; choose another --out")
 
 
 def run_stage(args: argparse.Namespace) -> int:
     config = resolve_config(args)
+    check_run_paths(config)
     if args.stage == "pretrain":
         from pretraining import run_pretraining
 
         result = run_pretraining(config, resume=args.resume)
+        if result.fit.nothing_to_do:  # the library logged the one line
+            return 0
         print(f"pre-training checkpoint: {result.checkpoint}")
         return 0
     from training import run_training
 
     result = run_training(config, resume=args.resume)
     fit = result.fit
+    if fit.nothing_to_do:  # the library logged the one line
+        return 0
     print(
         f"best validation F1 {fit.best_f1:.4f}; checkpoints: "
         + ", ".join(str(p) for p in fit.checkpoints.values())

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from magneto_cli.common import AMP_HELP, non_negative_int, positive_int, print_json
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
+from magneto_cli.common import (
+    AMP_HELP,
+    DEVICE_HELP,
+    device_name,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    print_json,
+    unit_float,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,31 +26,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extension of --out). Killed and started again with the same --out, it goes on where "
         "it stopped.",
     )
-    cmd.add_argument("--checkpoint", required=True, type=Path)
-    cmd.add_argument("--data", required=True, type=Path, help="the manifest")
-    cmd.add_argument("--images", type=Path, help="image directory (needed by image models)")
-    cmd.add_argument("--out", required=True, type=Path, help="results: .jsonl or .parquet")
-    cmd.add_argument("--batch-size", type=positive_int, default=64, help="items per forward")
     cmd.add_argument(
-        "--workers", type=non_negative_int, default=2, help="decoding processes (local engine)"
+        "--checkpoint", required=True, type=Path, metavar="FILE", help="a .ckpt to score with"
+    )
+    cmd.add_argument("--data", required=True, type=Path, metavar="FILE", help="the manifest")
+    cmd.add_argument(
+        "--images", type=Path, metavar="DIR", help="image directory (needed by image models)"
+    )
+    cmd.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="results: .jsonl or .parquet"
+    )
+    cmd.add_argument(
+        "--batch-size", type=positive_int, default=64, metavar="N", help="items per forward pass"
+    )
+    cmd.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=2,
+        metavar="N",
+        help="decoding processes (local engine)",
     )
     cmd.add_argument(
         "--shard-rows",
         type=positive_int,
         default=1024,
+        metavar="N",
         help="rows committed together; a rerun redoes at most one shard per worker",
     )
-    cmd.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
-    cmd.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
-    cmd.add_argument("--threshold", type=_unit_float, help="default: the checkpoint's")
-    cmd.add_argument("--top-k", type=positive_int, help="keep at most this many per item")
-    cmd.add_argument("--min-keep", type=non_negative_int, help="keep at least this many")
-    cmd.add_argument("--engine", choices=("local", "ray"), default="local")
-    cmd.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
     cmd.add_argument(
-        "--num-gpus-per-worker", type=float, default=0.0, help="GPUs per scoring actor (Ray)"
+        "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
     )
-    cmd.add_argument("--concurrency", type=positive_int, default=1, help="scoring actors (Ray)")
+    cmd.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
+    cmd.add_argument(
+        "--threshold",
+        type=unit_float,
+        metavar="0..1",
+        help="decision threshold [default: the checkpoint's]",
+    )
+    cmd.add_argument("--top-k", type=positive_int, metavar="K", help="keep at most K per item")
+    cmd.add_argument(
+        "--min-keep", type=non_negative_int, metavar="N", help="keep at least N per item"
+    )
+    cmd.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local processes, or a Ray cluster",
+    )
+    cmd.add_argument(
+        "--ray-address", metavar="ADDRESS", help="Ray cluster address [default: a local Ray]"
+    )
+    cmd.add_argument(
+        "--num-gpus-per-worker",
+        type=non_negative_float,
+        default=0.0,
+        metavar="GPUS",
+        help="GPUs per scoring actor (Ray)",
+    )
+    cmd.add_argument(
+        "--concurrency", type=positive_int, default=1, metavar="N", help="scoring actors (Ray)"
+    )
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.set_defaults(handler=run_summarize)

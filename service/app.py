@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from magneto.predictor import Predictor
+from service.admission import Admission
 from service.errors import install_error_handlers
 from service.observability import BodyLimit, RequestContext
 from service.routes import ROUTERS
 from service.runtime import ModelRuntime
+from service.schemas import with_limits
 from service.settings import ServiceSettings
+from service.slow_clients import BodyTimeout
 
 DESCRIPTION = (
     "Extractive Tags Summarization: send an image and its tags, get back the tags that matter. "
@@ -47,7 +51,15 @@ def create_app(
     given, else the checkpoint the settings name."""
     settings = settings or ServiceSettings()
     runtime = ModelRuntime(settings, predictor, version)
-    app = FastAPI(title="MAGNeto", version="1", description=DESCRIPTION, lifespan=lifespan)
+    # docs_url/redoc_url None: service.routes.docs serves them with local assets (no CDN).
+    app = FastAPI(
+        title="MAGNeto",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.runtime = runtime
     install_error_handlers(app)
@@ -59,7 +71,27 @@ def create_app(
             allow_headers=["*"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyTimeout,
+        seconds=settings.body_timeout_s,
+        on_timeout=lambda: runtime.metrics.observe_rejection("body_timeout"),
+    )
+    app.add_middleware(Admission, runtime=runtime)
     app.add_middleware(RequestContext, metrics=runtime.metrics)
     for router in ROUTERS:
         app.include_router(router)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: ServiceSettings) -> None:
+    """Write the served limits into ``/openapi.json``, built once, on first use: what they allow
+    is what the document calls valid."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = with_limits(build(), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

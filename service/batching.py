@@ -7,6 +7,15 @@ never waits and a burst fills its batch. A request that fails does so alone: dec
 never reach the queue, and if a batched forward pass fails, its items are retried one by one
 so that only the culprit gets the error.
 
+Backpressure: a request is turned away (``QueueFull``, a 503 with Retry-After) when more than
+``max_queue`` items wait, or when the items ahead of it would keep it waiting longer than
+``max_queue_wait_s`` at the model's measured pace. Without that bound, 200 clients on a model
+doing 12 items/s each waited ~15 s and none was told to come back later. The pace is a moving
+average over recent passes, measured from the end of the previous pass while there is a
+backlog, so that what the batcher itself spends between passes counts too; a pass that runs
+longer than the pace predicts raises the estimate while it runs (a neighbour taking the CPU
+made passes 5x slower at once, and the pace only learnt it when they ended).
+
 Every PyTorch call (loading the model too) runs on the one model thread: each thread that
 enters a parallel CPU kernel gets its own OpenMP team, and once two teams exist libgomp stops
 spinning its idle workers, which made each forward pass about twice as slow on 2 cores.
@@ -17,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,18 +40,65 @@ log = logging.getLogger("magneto.service")
 
 
 class QueueFull(Exception):
-    """More items are waiting than ``max_queue`` allows."""
+    """The model is too far behind to take more: ``retry_after_s`` says when to come back."""
+
+    def __init__(self, message: str, retry_after_s: int = 1, reason: str = "queue_full") -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason
 
 
 class NotRunning(Exception):
     """The batcher is stopped (the service is shutting down)."""
 
 
+class Pace:
+    """A moving estimate of the model's seconds per item, from recent passes.
+
+    Averages seconds and items separately (their ratio weighs a full pass more than a lone
+    item). The first pass (the warm-up) pays for lazy set-up: it only gives a provisional,
+    pessimistic figure, replaced outright by the next pass. Without it, a burst arriving
+    before any measured pass would be let in whole (200 requests, then a 30 s backlog).
+    """
+
+    def __init__(self, smoothing: float = 0.3) -> None:
+        self.smoothing = smoothing
+        self._seconds: float | None = None
+        self._items = 0.0
+        self._provisional = True
+
+    def observe(self, items: int, seconds: float) -> None:
+        if self._seconds is None or self._provisional:
+            self._provisional = self._seconds is None
+            self._seconds, self._items = seconds, float(items)
+            return
+        a = self.smoothing
+        self._seconds = (1 - a) * self._seconds + a * seconds
+        self._items = (1 - a) * self._items + a * items
+
+    @property
+    def seconds_per_item(self) -> float | None:
+        """None until a pass has been measured."""
+        if self._seconds is None or self._items <= 0:
+            return None
+        return self._seconds / self._items
+
+
+class ClientGone(Exception):
+    """The client of a request hung up before this item's work started."""
+
+
 @dataclass
 class _Job:
     item: PreparedItem
     future: asyncio.Future
+    gone: threading.Event | None = None
     queued: float = field(default_factory=time.perf_counter)
+
+    @property
+    def abandoned(self) -> bool:
+        """Its caller stopped waiting (cancelled) or its client hung up while it was queued."""
+        return self.future.done() or (self.gone is not None and self.gone.is_set())
 
 
 class MicroBatcher:
@@ -50,14 +108,22 @@ class MicroBatcher:
         max_batch_size: int = 16,
         max_wait_ms: float = 5.0,
         max_queue: int = 256,
+        max_queue_wait_s: float | None = None,
         preprocess_threads: int = 2,
         on_batch: Callable[[int, float], None] | None = None,
+        on_reject: Callable[[str], None] | None = None,
     ) -> None:
         self.predictor: Predictor | None = None
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
+        self.max_queue_wait = max_queue_wait_s
         self.on_batch = on_batch
+        self.on_reject = on_reject
+        self.pace = Pace()
+        self._in_flight = 0  # items in the forward pass under way
+        self._pass_started = 0.0
+        self._last_end: float | None = None  # when the last pass ended, if a backlog followed
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task | None = None
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="magneto-model")
@@ -71,6 +137,35 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
+
+    def expected_wait(self, arriving: bool = False) -> float | None:
+        """Seconds until the model gets to an item queued now (None: no pass measured yet);
+        ``arriving``: for a request not decoded yet, behind the items being decoded now."""
+        per_item = self.pace.seconds_per_item
+        if per_item is None:
+            return None
+        if self._in_flight:  # a pass running slower than the pace says counts at once
+            running = time.perf_counter() - self._pass_started
+            per_item = max(per_item, running / self._in_flight)
+        ahead = self.depth + self._in_flight + (self._preparing if arriving else 0)
+        return ahead * per_item
+
+    def admit(self, count: int, arriving: bool = False) -> None:
+        """Raise ``QueueFull`` unless ``count`` more items may join the queue now (see
+        ``expected_wait`` for ``arriving``)."""
+        wait = self.expected_wait(arriving)
+        if self.depth + count > self.max_queue:
+            retry = 1 if wait is None or self.max_queue_wait is None else wait - self.max_queue_wait
+            self._reject(f"{self.depth} items are already waiting", retry, "queue_full")
+        bound = self.max_queue_wait
+        if bound is not None and wait is not None and wait > bound:
+            message = f"the model is {wait:.1f} s behind (the bound is {bound:g} s)"
+            self._reject(message, wait - bound, "queue_wait")
+
+    def _reject(self, message: str, retry_after_s: float, reason: str) -> None:
+        if self.on_reject is not None:
+            self.on_reject(reason)
+        raise QueueFull(message, max(1, math.ceil(retry_after_s)), reason)
 
     async def start(self, load: Callable[[], Predictor]) -> Predictor:
         """Build the predictor on the model thread, then start taking requests."""
@@ -102,14 +197,16 @@ class MicroBatcher:
             self._preparing -= 1
             self._arrived.set()
 
-    async def submit(self, items: Sequence[PreparedItem]) -> list[Prediction]:
-        """Queue prepared items; resolves when their predictions are ready."""
+    async def submit(
+        self, items: Sequence[PreparedItem], gone: threading.Event | None = None
+    ) -> list[Prediction]:
+        """Queue prepared items; resolves when their predictions are ready. When ``gone`` is
+        set before their pass starts, they are left out of it and ClientGone is raised."""
         if not self._running or self._queue is None:
             raise NotRunning("the service is shutting down")
-        if self._queue.qsize() + len(items) > self.max_queue:
-            raise QueueFull(f"{self._queue.qsize()} items are already waiting")
+        self.admit(len(items))
         loop = asyncio.get_running_loop()
-        jobs = [_Job(item, loop.create_future()) for item in items]
+        jobs = [_Job(item, loop.create_future(), gone) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
         self._arrived.set()
@@ -133,12 +230,28 @@ class MicroBatcher:
                 break
         return batch
 
+    def _without_abandoned(self, batch: list[_Job]) -> list[_Job]:
+        """The jobs still wanted: no forward pass for a client that has gone."""
+        assert self._queue is not None
+        wanted = []
+        for job in batch:
+            if not job.abandoned:
+                wanted.append(job)
+                continue
+            if not job.future.done():
+                job.future.set_exception(ClientGone())
+            self._queue.task_done()
+        return wanted
+
     async def _run(self) -> None:
         assert self._queue is not None and self.predictor is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
-            started = time.perf_counter()
+            batch = self._without_abandoned(await self._collect())
+            if not batch:
+                continue
+            started = self._pass_started = time.perf_counter()
+            self._in_flight = len(batch)
             try:
                 results = await loop.run_in_executor(
                     self._model_thread, self.predictor.score_prepared, [j.item for j in batch]
@@ -158,9 +271,12 @@ class MicroBatcher:
                         )
                     except Exception as exc:
                         outcomes.append(exc)
-            seconds = time.perf_counter() - started
+            ended = time.perf_counter()
             if self.on_batch is not None:
-                self.on_batch(len(batch), seconds)
+                self.on_batch(len(batch), ended - started)
+            self.pace.observe(len(batch), ended - (self._last_end or started))
+            self._in_flight = 0
+            self._last_end = ended if not self._queue.empty() else None
             for job, outcome in zip(batch, outcomes, strict=True):
                 if not job.future.done():
                     if isinstance(outcome, Exception):

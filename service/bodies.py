@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -34,11 +35,31 @@ def content_type(request: Request) -> str:
 
 
 async def read_json(request: Request) -> Any:
-    body = await request.body()
+    return parse_json(await request.body(), "the body")
+
+
+def parse_json(text: bytes | str, what: str) -> Any:
+    """``text`` parsed, or a 400 ``malformed_json``: never a 500, whatever a small body holds.
+
+    ``json.loads`` raises more than ``JSONDecodeError``: ``RecursionError`` for arrays nested a
+    few thousand deep, and ``ValueError`` for an integer over Python's limit on digits
+    (``sys.get_int_max_str_digits``, 4300), both from bodies of a few kilobytes.
+    """
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "malformed_json", "the body is not valid JSON") from None
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", f"{what} is nested too deeply") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        raise ApiError(400, "malformed_json", f"{what} is not valid JSON") from None
+
+
+def _parse_int(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:
+        limit = sys.get_int_max_str_digits()
+        message = f"a number has {len(digits)} digits; the limit is {limit}"
+        raise ApiError(400, "malformed_json", message) from None
 
 
 def validate(
@@ -59,6 +80,11 @@ def check_tags(raw: Any, settings: ServiceSettings, where: str = "") -> list[str
         raw = raw.split(",")
     if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
         raise ApiError(422, "invalid_tags", f"{where}tags must be a list of strings")
+    if not all(_is_unicode(t) for t in raw):
+        message = (
+            f"{where}tags must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
+        )
+        raise ApiError(422, "invalid_tags", message)
     tags = [t.strip() for t in raw if t.strip()]
     if not tags:
         raise ApiError(400, "missing_tags", f"{where}no tags given")
@@ -70,6 +96,17 @@ def check_tags(raw: Any, settings: ServiceSettings, where: str = "") -> list[str
         message = f"{where}a tag has {len(long)} characters; the limit is {settings.max_tag_length}"
         raise ApiError(422, "tag_too_long", message)
     return tags
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: JSON's ``"\\ud800"`` (and raw UTF-8-encoded
+    surrogates, which ``json.loads`` lets through) give a ``str`` that cannot, and a tag is echoed
+    in the response."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def decode_base64(text: str, where: str = "") -> bytes:
@@ -108,6 +145,9 @@ async def multipart_item(
         form = await request.form(max_files=1, max_fields=settings.max_tags + 8)
     except HTTPException as exc:  # how Starlette reports a MultiPartException inside an app
         raise ApiError(400, "malformed_multipart", str(exc.detail)) from None
+    except ValueError:  # a UnicodeError from the codec a ``charset`` parameter names (punycode)
+        message = "the form's parts cannot be decoded with the charset of its Content-Type"
+        raise ApiError(400, "malformed_multipart", message) from None
     upload = form.get("image")
     if isinstance(upload, str) and upload:
         raise ApiError(400, "missing_image", "image must be a file upload")
@@ -128,10 +168,7 @@ def _form_tags(form: FormData) -> Any:
         return values
     if not values[0].lstrip().startswith("["):
         return values[0]
-    try:
-        return json.loads(values[0])
-    except json.JSONDecodeError:
-        raise ApiError(400, "malformed_json", "tags is not a valid JSON array") from None
+    return parse_json(values[0], "tags (a JSON array)")
 
 
 async def batch_items(

@@ -50,4 +50,14 @@ async def require_api_key(
         raise ApiError(401, "invalid_api_key", "the API key is not valid")
 
 
+async def require_api_key_for_metrics(
+    settings: Settings, given: Annotated[str | None, Security(api_key_header)]
+) -> None:
+    """Like ``require_api_key`` when ``metrics_require_key`` is on: the counters tell who uses
+    the service and how much, which an operator may not want open to anyone on the network."""
+    if settings.metrics_require_key:
+        await require_api_key(settings, given)
+
+
 GUARDED = [Depends(require_api_key)]
+METRICS_GUARD = [Depends(require_api_key_for_metrics)]

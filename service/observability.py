@@ -64,10 +64,20 @@ class Metrics:
         self.queue_depth = Gauge(
             "magneto_queue_depth", "items waiting for the model", registry=self.registry
         )
+        self.rejected = Counter(
+            "magneto_rejected",
+            "requests and connections turned away: queue_full, queue_wait (expected wait over "
+            "the bound), connections (over max_connections), header_timeout, body_timeout",
+            ["reason"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.model_seconds.observe(seconds)
+
+    def observe_rejection(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
 
 
 class RequestContext:

@@ -2,13 +2,34 @@
 
 The request bodies of ``/v1/summarize`` are read by ``service.bodies`` (one endpoint, two media
 types), so ``request_body`` declares them in the OpenAPI document from these same models.
+
+The document promises that every request it calls valid is accepted (schemathesis checks
+this), so the request models carry what ``service.bodies`` refuses as well: no blank tags, no
+empty image, and (from the settings, see ``with_limits``) the tag and item limits. Where the
+exact rule cannot be written as JSON Schema, the schema says a little less than is accepted,
+never more.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from service.settings import ServiceSettings
+
+# What ``str.strip()`` removes (every character whose ``str.isspace()`` is true), as a JSON
+# Schema regex class; ``\s`` differs (it lacks U+001C..U+001F and U+0085, and has U+FEFF).
+SPACE = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A tag: at least one character that is not blank (blank tags are dropped, and no tags is a 400).
+TAG = f"[^{SPACE}]"
+# Tags as one comma-separated string: at least one part that is not blank.
+TAG_LIST = f"[^{SPACE},]"
+# One multipart ``tags`` field: one tag, not read as a JSON array or a comma-separated list,
+# which is what the server does with a field that comes alone.
+FORM_TAG = f"^[{SPACE}]*[^{SPACE},\\[][^,]*$"
 
 
 class Options(BaseModel):
@@ -19,27 +40,108 @@ class Options(BaseModel):
     min_keep: int | None = Field(None, ge=0, description="keep at least this many (best first)")
 
 
+# The constraints below that ``service.bodies`` checks itself (with its own statuses: a blank tag
+# list is a 400 ``missing_tags``, not a 422) go in ``json_schema_extra``: they are written into the
+# document, and pydantic does not enforce them a second time.
+
+
 class SummarizeJSON(Options):
     """The JSON form of ``POST /v1/summarize`` (programs)."""
 
     model_config = ConfigDict(extra="forbid")
-    image_base64: str = Field(..., description="the image file, base64-encoded")
-    tags: list[str] | str = Field(..., description="tags: a list, or one comma-separated string")
+    image_base64: str = Field(
+        ...,
+        description="the image file, base64-encoded (a data: URL is accepted too)",
+        json_schema_extra={
+            "minLength": 1,
+            "contentEncoding": "base64",
+            "contentMediaType": "image/*",
+        },
+    )
+    tags: list[str] | str = Field(
+        ...,
+        description="tags: a list, or one comma-separated string; blank tags are dropped, "
+        "and at least one must be left",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "minItems": 1,
+                    "contains": {"type": "string", "pattern": TAG},
+                },
+                {"type": "string", "minLength": 1, "pattern": TAG_LIST},
+            ]
+        },
+    )
+
+
+def _no_null_fields(schema: dict[str, Any]) -> None:
+    """A form field cannot be null (it would be the text "null"): an option left out, or sent
+    empty, takes its default, so the form's options are declared without the null."""
+    for field in schema.get("properties", {}).values():
+        variants = [v for v in field.get("anyOf", []) if v != {"type": "null"}]
+        if len(variants) == 1 and len(field["anyOf"]) == 2:
+            del field["anyOf"]
+            field.pop("default", None)
+            field.update(variants[0])
 
 
 class SummarizeMultipart(Options):
     """The multipart form of ``POST /v1/summarize`` (curl users)."""
 
-    model_config = ConfigDict(extra="forbid")
-    image: bytes = Field(..., description="the image file")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_fields)
+    image: bytes = Field(..., description="the image file", json_schema_extra={"minLength": 1})
     tags: list[str] = Field(
-        ..., description="repeat the field, or send one JSON array / comma-separated string"
+        ...,
+        description="one field per tag (repeat the field); a field that comes alone may instead "
+        "hold a JSON array or a comma-separated list",
+        json_schema_extra={"minItems": 1, "items": {"type": "string", "pattern": FORM_TAG}},
     )
 
 
 class BatchJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[SummarizeJSON] = Field(..., min_length=1)
+
+
+def with_limits(openapi: dict[str, Any], settings: ServiceSettings) -> dict[str, Any]:
+    """A copy of ``openapi`` with the served limits on tags and batch items.
+
+    The limits are settings, so they are only known to the app: each request body's ``tags``
+    gets ``maxItems``/``maxLength`` and the batch's ``items`` ``maxItems``. A comma-separated
+    string of ``n`` characters holds at most ``(n + 1) // 2`` tags, hence its ``maxLength``.
+    A copy, because FastAPI puts the routes' ``openapi_extra`` into the document as they are,
+    and those are shared by every app of the process.
+    """
+    openapi = copy.deepcopy(openapi)
+    longest_list = min(settings.max_tag_length, 2 * settings.max_tags - 1)
+
+    def limit_tags(schema: dict[str, Any]) -> None:
+        for variant in schema.get("anyOf", [schema]):
+            if variant.get("type") == "array":
+                variant["maxItems"] = settings.max_tags
+                variant.setdefault("items", {})["maxLength"] = settings.max_tag_length
+            elif variant.get("type") == "string":
+                variant["maxLength"] = longest_list
+
+    def limit(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        if "tags" in properties:
+            limit_tags(properties["tags"])
+        items = properties.get("items", {})
+        if items.get("type") == "array" and "properties" in items.get("items", {}):
+            items["maxItems"] = settings.max_batch_items
+            limit(items["items"])
+
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):  # a path's own "parameters", "summary", ...
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                limit(media.get("schema", {}))
+    return openapi
 
 
 def request_body(content: dict[str, type[BaseModel]]) -> dict[str, Any]:
@@ -138,3 +240,12 @@ class ModelDescription(BaseModel):
     training_metrics: dict
     max_batch_size: int
     max_wait_ms: float
+
+
+class VocabularyPage(BaseModel):
+    """A page of the model's vocabulary: the tags it can judge (others come back unknown)."""
+
+    total: int = Field(..., description="tags matching the prefix (all tags when none is given)")
+    offset: int = Field(..., description="position of the first tag of this page")
+    limit: int = Field(..., description="the most tags a page holds")
+    tags: list[str] = Field(..., description="in case-insensitive alphabetical order")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -17,7 +17,14 @@ class ServiceSettings(BaseSettings):
     checkpoint: Path | None = Field(None, description="the checkpoint to serve")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_key: SecretStr | None = Field(None, description="require X-API-Key on /v1 routes")
+    api_key: SecretStr | None = Field(
+        None,
+        description="require X-API-Key on /v1 routes; empty: no key; "
+        "whitespace-only or padded keys are refused",
+    )
+    metrics_require_key: bool = Field(
+        False, description="require X-API-Key on /metrics too (needs api_key)"
+    )
     device: str = "auto"
     amp: Literal["auto", "bf16", "off"] = Field(
         "auto",
@@ -32,11 +39,32 @@ class ServiceSettings(BaseSettings):
         description="how long a batch may wait for requests that are already being decoded",
     )
     max_queue: int = Field(256, ge=1, description="items waiting for the model; beyond: 503")
+    max_queue_wait_s: float = Field(
+        2.0,
+        gt=0,
+        description="503 + Retry-After when a request's expected wait for the model (items "
+        "ahead / measured throughput) is longer",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="close a connection whose request headers take longer"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="408 for a request whose body takes longer to arrive"
+    )
+    max_connections: int = Field(
+        512, ge=1, description="open connections; beyond: 503 and the connection is closed"
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="413 beyond this")
     max_pixels: int = Field(40_000_000, ge=1, description="413 for larger images")
     max_tags: int = Field(256, ge=1, description="most tags per item")
     max_tag_length: int = Field(100, ge=1, description="most characters per tag")
     max_batch_items: int = Field(64, ge=1, description="most items per /v1/summarize/batch")
+    max_batch_pixels: int = Field(
+        200_000_000,
+        ge=1,
+        description="most image pixels (summed from the headers) in one /v1/summarize/batch; "
+        "beyond: 413 before anything is decoded",
+    )
     preprocess_threads: int = Field(2, ge=1, description="threads decoding images")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins; CORS is off when empty"
@@ -53,5 +81,28 @@ class ServiceSettings(BaseSettings):
 
     @field_validator("api_key", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _check_api_key(cls, value: object) -> object:
+        """Empty means no key (so ``MAGNETO_API_KEY=`` can switch it off); a key that is blank
+        or padded with whitespace is refused rather than guessed at: blank would silently turn
+        authentication off, and HTTP trims header values, so a padded key could never match."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        if text == "":
+            return None
+        if not text.strip():
+            raise ValueError(
+                "the key is only whitespace; give a real key, or an empty one for no key"
+            )
+        if text != text.strip():
+            raise ValueError(
+                "the key starts or ends with whitespace, which HTTP strips from header values "
+                "(it could never match); remove it"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_key_needs_a_key(self) -> ServiceSettings:
+        if self.metrics_require_key and self.api_key is None:
+            raise ValueError("metrics_require_key needs an api_key to require")
+        return self

@@ -27,6 +27,7 @@ from magneto.dataset import (
     with_outliers,
 )
 from magneto.image_inputs import DecodedImages, ImageInput, NoImages
+from magneto.items import short_ids
 from magneto.loop import ScoredItem, score
 from magneto.metrics import SetMetrics, metrics_at
 from magneto.prepared import load_items
@@ -74,7 +75,8 @@ class EvaluationResult:
             )
             rows.append(("F1 with outliers", f"{100 * self.outlier_metrics.f1:.2f} %"))
         if self.skipped:
-            rows.append(("skipped (bad image)", f"{len(self.skipped)}"))
+            ids = short_ids([i for i, _ in self.skipped], 5)
+            rows.append(("skipped (bad image)", f"{len(self.skipped)}: {ids}"))
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision import models
 
 from magneto.errors import WeightsError
+from magneto.safe_load import refusal
 
 _RESNETS = {
     "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, 512),
@@ -55,7 +56,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for non-checkpoint files
-        raise WeightsError(f"cannot read backbone weights {path}: {exc}".splitlines()[0]) from None
+        raise WeightsError(refusal(path, exc, "backbone weights")) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

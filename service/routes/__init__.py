@@ -1,7 +1,7 @@
 """The HTTP routes, one module per concern; ``create_app`` includes every router here."""
 
-from service.routes import operations, page, summarize
+from service.routes import docs, operations, page, summarize
 
-ROUTERS = (summarize.router, operations.router, page.router)
+ROUTERS = (summarize.router, operations.router, page.router, docs.router)
 
 __all__ = ["ROUTERS"]

@@ -1,16 +1,20 @@
-"""Probes and metadata for operators: ``/healthz``, ``/readyz``, ``/v1/model``, ``/metrics``."""
+"""Probes and metadata: ``/healthz``, ``/readyz``, ``/v1/model`` (and its vocabulary),
+``/metrics``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import GUARDED, Runtime, Settings
+from service.deps import GUARDED, METRICS_GUARD, Runtime, Settings
 from service.errors import ApiError, error_responses
-from service.schemas import Health, ModelDescription
+from service.schemas import Health, ModelDescription, VocabularyPage
+from service.vocabulary_listing import VocabularyListing
+
+MAX_VOCABULARY_PAGE = 1000
 
 router = APIRouter(tags=["operations"])
 
@@ -59,7 +63,43 @@ async def model_info(runtime: Runtime, settings: Settings) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get(
+    "/v1/model/vocabulary",
+    response_model=VocabularyPage,
+    responses=error_responses(401, 422, 503),
+    dependencies=GUARDED,
+    summary="The tags the model knows, a page at a time",
+    description="Tags outside this vocabulary are answered as unknown (never judged). "
+    "Sorted case-insensitively; `prefix` matches the way the model compares tags.",
+)
+async def vocabulary(
+    request: Request,
+    runtime: Runtime,
+    offset: Annotated[int, Query(ge=0, description="skip this many matching tags")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_VOCABULARY_PAGE, description="the most tags to return")
+    ] = 100,
+    prefix: Annotated[
+        str, Query(max_length=200, description="only tags starting with this (any case)")
+    ] = "",
+) -> dict[str, Any]:
+    total, tags = _listing(request, runtime).page(prefix, offset, limit)
+    return {"total": total, "offset": offset, "limit": limit, "tags": tags}
+
+
+def _listing(request: Request, runtime: Runtime) -> VocabularyListing:
+    """The served model's sorted vocabulary, built on first use and kept on ``app.state``."""
+    predictor = runtime.predictor
+    if predictor is None:
+        raise ApiError(503, "not_ready", "the model is still loading")
+    cached = getattr(request.app.state, "vocabulary_listing", None)
+    if cached is None or cached[0] is not predictor:
+        cached = (predictor, VocabularyListing(predictor.vocabulary.words))
+        request.app.state.vocabulary_listing = cached
+    return cached[1]
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=METRICS_GUARD)
 async def metrics(runtime: Runtime) -> Response:
     """Prometheus text format; the queue depth is read now, the rest is counted as it happens."""
     runtime.metrics.queue_depth.set(runtime.batcher.depth if runtime.batcher else 0)

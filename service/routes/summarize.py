@@ -1,7 +1,9 @@
 """``POST /v1/summarize`` (multipart or JSON) and ``POST /v1/summarize/batch`` (JSON).
 
 Both read their bodies with ``service.bodies`` (see there why); ``openapi_extra`` declares those
-bodies in the OpenAPI document from the same pydantic models.
+bodies in the OpenAPI document from the same pydantic models. Once the body is read, a
+``ClientWatch`` notices a client that hangs up, so its images are not decoded and scored for
+nobody (the answer is then a 499 that no one reads).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi import APIRouter, Request
 from magneto.predictor import Prediction
 from service import bodies
 from service.bodies import JSON, MULTIPART
+from service.client_watch import ClientWatch
 from service.deps import GUARDED, Runtime, Settings
 from service.errors import ApiError, error_responses
 from service.runtime import ModelRuntime
@@ -52,7 +55,9 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
             "send multipart/form-data (image file + tags) or application/json "
             "(image_base64 + tags)",
         )
-    return _result(await runtime.predict(item), request, runtime)
+    async with ClientWatch(request) as client:
+        prediction = await runtime.predict(item, client.gone)
+    return _result(prediction, request, runtime)
 
 
 @router.post(
@@ -63,11 +68,14 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
     description='`{"items": [...]}` of JSON items as for `/v1/summarize`. A bad item fails '
     "alone: its entry in `results` is `{index, status, error}` with the code and message a "
     "single request would get, and the other items are answered. Only a bad body (not JSON, "
-    "no items, too many items, an unknown field) fails the whole call.",
+    "no items, too many items, an unknown field) fails the whole call, and so do images that "
+    "together have more pixels than `max_batch_pixels` (413 `batch_too_large`, read from the "
+    "image headers before anything is decoded).",
 )
 async def summarize_batch(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
     items = await bodies.batch_items(request, settings, runtime.needs_image)
-    outcomes = await runtime.predict_items(items)
+    async with ClientWatch(request) as client:
+        outcomes = await runtime.predict_items(items, client.gone)
     return {
         "results": [
             _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, runtime)

@@ -118,3 +118,48 @@ def test_empty_and_missing_files(tmp_path):
         read_annotations(_write(tmp_path / "e.csv", "item_id,tags,label\n"))
     with pytest.raises(DataError, match="not found"):
         read_annotations(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "problem"),
+    [
+        # a Latin-1 "é" (0xe9) on the third line; the second line is fine
+        (b'item_id,tags,important_tags\n1,sky,sky\n2,"caf\xe9,sky",sky\n', 3, "byte 0xe9"),
+        (b"item_id,t\xffgs,important_tags\n1,sky,sky\n", 1, "byte 0xff at column 10"),
+        # a bad byte inside a quoted field that spans lines is reported on its own line
+        (b'item_id,tags,important_tags\n1,"sky,\nsun\x80",sky\n', 3, "byte 0x80"),
+    ],
+)
+def test_non_utf8_bytes_name_their_line(tmp_path, raw, line, problem):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(raw)
+    with pytest.raises(DataError) as info:
+        read_annotations(path)
+    assert info.value.line == line
+    assert problem in info.value.problem and "UTF-8" in info.value.problem
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+def test_non_utf8_jsonl_names_its_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"item_id": 1, "tags": "a", "label": "1"}\n{"item_id": 2, "tags": "\xff"}\n')
+    with pytest.raises(DataError) as info:
+        read_annotations(path)
+    assert info.value.line == 2 and "not UTF-8" in info.value.problem
+
+
+def test_a_field_beyond_the_csv_limit_names_line_and_limit(tmp_path):
+    path = tmp_path / "huge.csv"
+    huge = "a" * 10_000_000  # one 10 MB line
+    path.write_text(f"item_id,tags,important_tags\n1,sky,sky\n2,sea,sea\n3,{huge},sky\n")
+    with pytest.raises(DataError) as info:
+        read_annotations(path)
+    assert info.value.line == 4
+    assert "longer than the CSV limit of 131072 characters" in info.value.problem
+
+
+def test_utf8_with_bom_and_non_ascii_tags_still_read(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes('item_id,tags,important_tags\n1,"café,Straße",café\n'.encode("utf-8-sig"))
+    (record,) = read_annotations(path)
+    assert record.tags == ("café", "Straße") and record.important_tags == ("café",)

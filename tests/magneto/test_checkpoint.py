@@ -53,8 +53,9 @@ def test_refuses_foreign_and_unsafe_files(tmp_path):
 
     evil = tmp_path / "evil.ckpt"
     evil.write_bytes(pickle.dumps({"format": "magneto-checkpoint", "x": Evil()}))
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint") as caught:
         load_checkpoint(evil)
+    assert "weights_only" not in str(caught.value)  # never torch's advice to unpickle it
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00\x01garbage")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):

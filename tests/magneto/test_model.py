@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import pickle
+import os
 import urllib.error
 
 import pytest
@@ -176,9 +176,10 @@ def test_bad_backbone_files_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="cannot read backbone weights"):
         build_model(ModelConfig(vocab_size=20, backbone_weights=str(garbage)))
     evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps(ValueError("arbitrary object")))
-    with pytest.raises(WeightsError):
+    torch.save({"conv1.weight": os.system}, evil)  # a reference to code, never called
+    with pytest.raises(WeightsError, match=r"global posix\.system") as refused:
         build_model(ModelConfig(vocab_size=20, backbone_weights=str(evil)))
+    assert "never unpickles" in str(refused.value) and "weights_only" not in str(refused.value)
     with pytest.raises(WeightsError, match="not found"):
         build_model(ModelConfig(vocab_size=20, backbone_weights=str(tmp_path / "nope.pth")))
 

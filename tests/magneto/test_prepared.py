@@ -55,3 +55,14 @@ def test_read_only_dataset_and_no_run_folder_is_a_config_error(tmp_path, monkeyp
     _read_only(monkeypatch, tmp_path)
     with pytest.raises(ConfigError, match="read-only: pass --feature-cache-dir"):
         feature_cache_dir(RunConfig(data=str(tmp_path)))
+
+
+def test_a_run_directory_that_is_a_file_is_refused_by_the_library_too(tmp_path):
+    from magneto.runtime import check_run_dir
+
+    out = tmp_path / "run"
+    out.write_text("my notes")
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match="is a file, not a run directory"):
+            check_run_dir(out, resume)
+    assert out.read_text() == "my notes"

@@ -72,3 +72,17 @@ def test_bad_vocabulary_files(tmp_path, content, problem, line):
 def test_missing_vocabulary_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         Vocabulary.load(tmp_path / "nope.csv")
+
+
+def test_a_non_utf8_byte_names_its_line(tmp_path):
+    path = tmp_path / "vocab.csv"
+    path.write_bytes(b"index,word\n0,sky\n1,caf\xe9\n")
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 0xe9 at column 6\)") as info:
+        Vocabulary.load(path)
+    assert info.value.line == 3 and str(path) in str(info.value)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    path = tmp_path / "vocab.csv"
+    path.write_bytes("\ufeffindex,word\n0,café\n".encode())
+    assert Vocabulary.load(path).get("café") == 0

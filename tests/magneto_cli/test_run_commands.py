@@ -88,17 +88,18 @@ def test_predict_one_image(cli_run, capsys):
 @pytest.mark.parametrize(
     ("argv", "code", "fragment"),
     [
-        (["train", "--lr", "fast"], 1, "invalid lr"),
-        (["train", "--epochs", "0"], 1, "invalid epochs"),
-        (["train", "--model", "bert"], 1, "invalid model.architecture"),
-        (["train", "--freeze-backbone", "7"], 1, "freeze_backbone"),
-        (["train", "--loss", "hinge", "--data", "D", "--out", "O"], 1, None),
+        (["train", "--lr", "fast"], 2, "argument --lr: invalid value 'fast'"),
+        (["train", "--epochs", "0"], 2, "argument --epochs: invalid value '0'"),
+        (["train", "--model", "bert"], 2, "argument --model: invalid value 'bert'"),
+        (["train", "--freeze-backbone", "7"], 2, "argument --freeze-backbone"),
+        (["train", "--loss", "hinge", "--data", "D", "--out", "O"], 2, "argument --loss"),
         (["train", "--lrr", "0.1"], 2, "unrecognized arguments: --lrr"),
-        (["train", "--out", "somewhere"], 1, "no dataset given: pass --data DIR"),
+        (["train", "--out", "somewhere"], 2, "no dataset given: pass --data DIR"),
         (["train", "--data", "nowhere", "--out", "o"], 1, "dataset directory not found"),
-        (["train", "--resume"], 1, "--resume needs --out RUN_DIR"),
+        (["train", "--resume"], 2, "--resume needs --out RUN_DIR"),
+        (["train", "--resume", "--out", "o"], 1, "nothing to resume"),
         (["train", "--config", "missing.yaml"], 1, "config file not found"),
-        (["pretrain", "--threshold", "high"], 1, "invalid threshold"),
+        (["train", "--threshold", "high"], 2, "argument --threshold: invalid value 'high'"),
         (["evaluate", "--checkpoint", "none.ckpt", "--data", "x.csv"], 1, "checkpoint not found"),
         (
             ["evaluate", "--checkpoint", "c", "--data", "d", "--outliers", "-1"],
@@ -127,15 +128,19 @@ def test_bad_flags_and_values_one_line_non_zero(
 def test_bad_values_in_a_run_that_needs_data(cli_run, capsys, tmp_path):
     data, images, out = cli_run
     cases = [
-        (["--loss", "hinge"], "invalid loss: Input should be 'bce', 'dice', 'bce_dice'"),
-        (["--feature-cache", "--augment-images"], "feature_cache needs augment_images: false"),
-        (["--init-from", str(tmp_path / "none.ckpt")], "checkpoint not found"),
-        (["--images", str(tmp_path / "none")], "image directory not found"),
-        (["--loss", "focal", "--loss-params", '{"gama": 2}'], "has no parameter 'gama'"),
+        (["--loss", "hinge"], 2, "argument --loss: invalid value 'hinge': Input should be 'bce'"),
+        (["--feature-cache", "--augment-images"], 2, "feature_cache needs augment_images: false"),
+        (["--init-from", str(tmp_path / "none.ckpt")], 1, "checkpoint not found"),
+        (["--images", str(tmp_path / "none")], 1, "image directory not found"),
+        (["--loss", "focal", "--loss-params", '{"gama": 2}'], 2, "has no parameter 'gama'"),
     ]
-    for extra, fragment in cases:
+    for extra, code, fragment in cases:
         target = tmp_path / f"run{len(fragment)}"
-        assert main(["train", *config_flags(data, images, target, *extra)]) == 1
+        try:
+            status = main(["train", *config_flags(data, images, target, *extra)])
+        except SystemExit as exc:
+            status = exc.code
+        assert status == code, (extra, status)
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
     before = (out / "latest.ckpt").read_bytes()

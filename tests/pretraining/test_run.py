@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +54,22 @@ def test_pretraining_writes_a_gate_less_checkpoint(pretrained):
     assert {"val_loss_image", "val_loss_tag"} <= set(history[0])
     assert "val_loss_final" not in history[0]  # L_u = L_it + L_t
     assert (pretrained.out / "latest.ckpt").is_file()
+
+
+def test_pretraining_counts_epochs_from_1_and_a_finished_resume_writes_nothing(
+    pretrained, tiny_data, tmp_path, caplog
+):
+    lines = [json.loads(x) for x in (pretrained.out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert load_checkpoint(pretrained.checkpoint).metrics["epoch"] in (1, 2)
+    run = Path(shutil.copytree(pretrained.out, tmp_path / "pretrain"))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    data, images = tiny_data
+    with caplog.at_level(logging.INFO, logger="magneto.stage"):
+        again = run_pretraining(tiny_config(data, images, run, pretrain_epochs=2), resume=True)
+    assert again.fit.nothing_to_do and len(again.fit.history) == 2
+    assert f"nothing to do: {run} has already finished 2 of 2 epochs" in caplog.messages
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 def test_fine_tuning_copies_exactly_the_named_blocks(pretrained, tiny_data):

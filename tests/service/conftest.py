@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def free_port() -> int:
 def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = None):
     port = free_port()
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", **(env or {})}
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (outlives this call: stop_server closes it)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -45,15 +47,19 @@ def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = Non
             *flags,
         ],
         env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nothing reads a pipe until the server stops, and a full pipe
+        # (~460 access-log lines) would block the server mid-request.
+        stdout=subprocess.DEVNULL,
+        stderr=log,
         text=True,
     )
+    proc.log = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"server exited: {log.read()[-2000:]}")
         try:
             if httpx.get(url + "/readyz", timeout=1).status_code == 200:
                 return proc, url
@@ -67,10 +73,14 @@ def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = Non
 def stop_server(proc: subprocess.Popen) -> tuple[int, str]:
     proc.terminate()
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
+        proc.wait()
+    log = proc.log  # type: ignore[attr-defined]
+    log.seek(0)
+    err = log.read()
+    log.close()
     return proc.returncode, err
 
 

@@ -47,7 +47,8 @@ def test_sigterm_finishes_in_flight_requests(checkpoint, sample):
     responses = asyncio.run(fire())
     assert [r.status_code for r in responses] == [200] * 12
     code = proc.wait(timeout=30)
-    err = proc.stderr.read()
+    proc.log.seek(0)
+    err = proc.log.read()
     # uvicorn re-raises the signal once shutdown is complete: exit by SIGTERM (143 in a shell).
     assert code in (0, -signal.SIGTERM)
     assert "Waiting for application shutdown" in err and "Finished server process" in err
@@ -145,17 +146,22 @@ def test_the_model_is_warm_before_ready(checkpoint):
 
 
 @pytest.mark.parametrize(
-    ("argv", "fragment"),
+    ("argv", "code", "fragment"),
     [
-        (["serve", "--checkpoint", "missing.ckpt"], "checkpoint not found: missing.ckpt"),
-        (["serve"], "no checkpoint: pass --checkpoint or set MAGNETO_CHECKPOINT"),
-        (["serve", "--checkpoint", "x.ckpt", "--port", "http"], "invalid port"),
-        (["serve", "--checkpoint", "x.ckpt", "--max-batch-size", "0"], "invalid max_batch_size"),
+        (["serve", "--checkpoint", "missing.ckpt"], 1, "checkpoint not found: missing.ckpt"),
+        # usage errors: status 2, like argparse's own
+        (["serve"], 2, "no checkpoint: pass --checkpoint or set MAGNETO_CHECKPOINT"),
+        (["serve", "--checkpoint", "x.ckpt", "--port", "http"], 2, "argument --port"),
+        (["serve", "--checkpoint", "x.ckpt", "--max-batch-size", "0"], 2, "--max-batch-size"),
     ],
 )
-def test_serve_start_up_errors_are_one_line(argv, fragment, capsys, monkeypatch, tmp_path):
+def test_serve_start_up_errors_are_one_line(argv, code, fragment, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MAGNETO_CHECKPOINT", raising=False)
-    assert main(argv) == 1
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    assert status == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err, err

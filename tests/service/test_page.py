@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -67,3 +68,122 @@ def test_errors_are_shown_on_the_page(browser, server):
     page.fill("#api-key", "wrong")
     page.click("#submit")
     page.wait_for_function("document.querySelector('#error').textContent.includes('API key')")
+
+
+def _summarize(page, images, record, *, tags, threshold="", top_k=""):
+    page.fill("#api-key", API_KEY)
+    page.set_input_files("#image", str(images / record.image_path))
+    page.fill("#tags", ", ".join(tags))
+    page.fill("#threshold", threshold)
+    page.fill("#top-k", top_k)
+    page.click("#submit")
+    page.wait_for_selector("#results:not([hidden])", timeout=30_000)
+
+
+def _style(page, selector: str, prop: str) -> str:
+    return page.eval_on_selector(selector, f"e => getComputedStyle(e).{prop}")
+
+
+def test_unknown_tags_are_shown_apart_from_dropped_ones(browser, server, tiny_data):
+    data, images = tiny_data
+    record = next(r for r in read_annotations(data / "train.csv") if len(r.tags) >= 2)
+    page = browser.new_page()
+    page.goto(server + "/")
+    # top k 1 with two or more known tags: at least one is dropped.
+    _summarize(page, images, record, tags=[*record.tags, "Unicorn"], top_k="1")
+    assert page.locator("#results tbody tr.kept").count() <= 1
+    assert page.locator("#results tbody tr.dropped").count() >= 1
+    unknown = page.locator("#results tbody tr.unknown")
+    assert unknown.count() == 1
+    assert unknown.locator("td.tag").inner_text() == "Unicorn"
+    assert unknown.locator("td.kept").inner_text() == "not judged"
+    assert unknown.get_attribute("title") == "not in the model's vocabulary: not judged"
+    dropped_tag = "#results tbody tr.dropped td.tag"
+    unknown_tag = "#results tbody tr.unknown td.tag"
+    assert "line-through" in _style(page, dropped_tag, "textDecorationLine")
+    assert "line-through" not in _style(page, unknown_tag, "textDecorationLine")
+    assert _style(page, unknown_tag, "color") != _style(page, dropped_tag, "color")
+    assert "not in the model's vocabulary: not judged" in page.inner_text("#legend")
+    assert "weight of the image stream" in page.inner_text("#alpha-help")
+    assert "1 \u2212 \u03b1" in page.inner_text("#alpha-help")  # "1 minus alpha"
+
+
+def test_the_threshold_used_is_shown(browser, server, tiny_data):
+    data, images = tiny_data
+    record = read_annotations(data / "train.csv")[6]
+    model_threshold = httpx.get(server + "/v1/model", headers={"X-API-Key": API_KEY}).json()[
+        "threshold"
+    ]
+    page = browser.new_page()
+    page.goto(server + "/")
+    _summarize(page, images, record, tags=record.tags)
+    shown = page.inner_text("#threshold-used")
+    assert shown.startswith("Threshold used: ") and shown.endswith("(the model's default)")
+    assert abs(float(shown.split()[2]) - model_threshold) < 1e-3
+    _summarize(page, images, record, tags=record.tags, threshold="0.25", top_k="2")
+    # The earlier answer's results are still shown: wait for the new one's line.
+    page.wait_for_function(
+        "document.querySelector('#threshold-used').innerText.includes('(yours)')", timeout=30_000
+    )
+    assert page.inner_text("#threshold-used") == "Threshold used: 0.250 (yours); top k: 2"
+
+
+def test_the_api_key_is_kept_out_of_local_storage_unless_remembered(browser, server):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(server + "/")
+    page.fill("#api-key", API_KEY)
+    page.fill("#tags", "sky")
+    page.click("#submit")
+    page.wait_for_function("document.querySelector('#error').textContent.length > 0")
+    assert page.evaluate("localStorage.getItem('magneto-api-key')") is None
+    assert page.evaluate("sessionStorage.getItem('magneto-api-key')") == API_KEY
+    page.reload()
+    assert page.input_value("#api-key") == API_KEY  # same tab: still there
+    assert not page.is_checked("#remember-key")
+    other_tab = context.new_page()
+    other_tab.goto(server + "/")
+    assert other_tab.input_value("#api-key") == ""  # not shared beyond the tab
+
+    page.check("#remember-key")
+    assert page.evaluate("localStorage.getItem('magneto-api-key')") == API_KEY
+    assert page.evaluate("sessionStorage.getItem('magneto-api-key')") is None
+    third_tab = context.new_page()
+    third_tab.goto(server + "/")
+    assert third_tab.input_value("#api-key") == API_KEY
+    assert third_tab.is_checked("#remember-key")
+
+    third_tab.uncheck("#remember-key")  # forgetting removes it again
+    assert third_tab.evaluate("localStorage.getItem('magneto-api-key')") is None
+    context.close()
+
+
+def test_known_tags_are_offered_from_the_vocabulary(browser, server):
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.wait_for_function("document.querySelector('#vocab-hint').textContent.includes('API key')")
+    page.fill("#api-key", API_KEY)
+    page.dispatch_event("#api-key", "change")
+    page.wait_for_function("document.querySelector('#vocab-hint').textContent.includes('knows')")
+    everything = httpx.get(
+        server + "/v1/model/vocabulary", headers={"X-API-Key": API_KEY}, params={"limit": 1000}
+    ).json()
+    assert f"knows {everything['total']} tags" in page.inner_text("#vocab-hint")
+    word = everything["tags"][0]
+    prefix = word[:2].upper()
+    expected = httpx.get(
+        server + "/v1/model/vocabulary",
+        headers={"X-API-Key": API_KEY},
+        params={"prefix": prefix, "limit": 50},
+    ).json()
+    page.fill("#vocab-search", prefix)
+    page.wait_for_function(
+        f"document.querySelector('#vocab-hint').textContent.includes('start with \"{prefix}\"')"
+    )
+    options = page.eval_on_selector_all("#vocabulary option", "os => os.map(o => o.value)")
+    assert options == expected["tags"] and word in options
+    page.fill("#tags", "beach,")
+    page.fill("#vocab-search", word)
+    page.click("#vocab-add")
+    assert page.input_value("#tags") == f"beach, {word}"
+    assert page.input_value("#vocab-search") == ""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from magneto.config import ConfigError, RunConfig, load_config
 from magneto.errors import ImageError
 from magneto.metrics import set_metrics
 from magneto.predictor import Predictor, PredictRequest
+from magneto_cli.main import main
 from tests.conftest import config_flags, tiny_config
 from training import run_training
 
@@ -52,7 +55,7 @@ def test_training_lowers_the_loss_and_writes_every_output(trained):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [0, 1, 2, 3]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]  # as users count them
     for key in (
         "train_loss",
         "train_loss_final",
@@ -76,6 +79,8 @@ def test_training_lowers_the_loss_and_writes_every_output(trained):
     assert best.metrics["val_f1"] == max(r["val_f1"] for r in lines)
     assert best.threshold == best.metrics["threshold"]
     assert best.stage == "train" and best.input_size == 64
+    assert best.metrics["epoch"] == max(lines, key=lambda r: r["val_f1"])["epoch"]
+    assert latest.metrics["epoch"] == latest.training_state["epoch"] == 4
 
 
 def test_the_predictor_reproduces_the_trainers_validation(trained):
@@ -170,8 +175,8 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_pa
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = load_checkpoint(broken / "latest.ckpt").training_state["epoch"]
-    assert killed_at < 2
+    killed_at = load_checkpoint(broken / "latest.ckpt").training_state["epoch"]  # epochs done
+    assert 1 <= killed_at < 3
     subprocess.run(
         _cli("train", "--resume", "--out", str(broken), "--no-progress"),
         check=True,
@@ -180,7 +185,7 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_pa
         cwd=REPO,
     )
     a, b = load_checkpoint(whole / "latest.ckpt"), load_checkpoint(broken / "latest.ckpt")
-    assert a.training_state["epoch"] == b.training_state["epoch"] == 2
+    assert a.training_state["epoch"] == b.training_state["epoch"] == 3
     for name, tensor in a.model_state.items():
         assert torch.equal(tensor, b.model_state[name]), name
     keys = ("train_loss", "val_loss", "val_f1", "threshold", "lr")
@@ -188,6 +193,72 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_pa
     assert [{k: r[k] for k in keys} for r in a.training_state["history"]] == [
         {k: r[k] for k in keys} for r in history
     ]
+
+
+def _copy_run(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained[0].out, tmp_path / "runs" / "train"))
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained, tmp_path, capsys, caplog):
+    run = _copy_run(trained, tmp_path)
+    before = _files(run)
+    with caplog.at_level(logging.INFO):
+        code = main(["train", "--resume", "--out", str(run), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    said = [r.getMessage() for r in caplog.records] + (out + err).splitlines()
+    assert said == [f"nothing to do: {run} has already finished 4 of 4 epochs"]
+    assert _files(run) == before  # not even config.yaml or final.json rewritten
+
+
+def test_a_resumed_run_says_where_it_continues_and_counts_epochs_from_1(trained, tmp_path, caplog):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = _copy_run(trained, tmp_path)
+    with caplog.at_level(logging.INFO):
+        code = main(["train", "--resume", "--out", str(run), "--epochs", "5", "--no-progress"])
+    assert code == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert "resuming from epoch 5 of 5 (latest.ckpt)" in messages
+    assert any(m.startswith("train epoch 5/5: ") for m in messages)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5]
+    latest = load_checkpoint(run / "latest.ckpt")
+    assert latest.training_state["epoch"] == latest.metrics["epoch"] == 5
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/train_loss")] == [1, 2, 3, 4, 5]
+
+
+def test_curves_count_epochs_from_1_under_a_title_naming_stage_run_and_metrics(
+    tmp_path, monkeypatch
+):
+    from matplotlib.figure import Figure
+
+    from magneto.run_log import RunLog
+
+    drawn: list[Figure] = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), savefig(fig, *a, **k))
+    )
+    log = RunLog(tmp_path / "runs" / "train", "train")
+    log.start(tiny_config("data", "images", tmp_path / "runs" / "train", epochs=3), [])
+    history = []
+    for epoch in (1, 2):
+        record = {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.1, "val_f1": 0.5}
+        history.append(record)
+        log.epoch(record, history)
+    log.finish({})
+    fig = drawn[-1]
+    assert fig._suptitle.get_text() == (
+        "supervised training, run runs/train: loss, validation F1 per epoch (epoch 2 of 3)"
+    )
+    assert list(fig.axes[0].lines[0].get_xdata()) == [1, 2]
 
 
 def test_torchrun_two_processes_end_with_identical_weights(tiny_data, tmp_path):

@@ -1,0 +1,71 @@
+"""A live server in a thread, built as ``magneto serve`` builds it, around a tiny untrained
+model: the overload and slow-client tests need real sockets, not a trained checkpoint."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import torch
+from fastapi import FastAPI
+from PIL import Image
+
+from magneto.checkpoint import Checkpoint
+from magneto.model import ModelConfig, build_model
+from magneto.predictor import Predictor
+from magneto.vocabulary import Vocabulary
+from service import ServiceSettings, create_app
+from service.server import bind_socket, build_server
+
+WORDS = ["sky", "clouds", "sun", "water", "beach", "dog", "cat", "tree", "grass", "road"]
+
+
+def tiny_checkpoint() -> Checkpoint:
+    """An untrained small MAGNeto (speed, not quality, matters here)."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=len(WORDS), d_model=32, heads=2, d_ff=64, tag_layers=1, image_layers=1
+    )
+    return Checkpoint(
+        model_config=config,
+        vocabulary=Vocabulary(WORDS),
+        model_state=build_model(config).state_dict(),
+        input_size=64,
+    )
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@contextmanager
+def serving(settings: ServiceSettings, predictor: Predictor) -> Iterator[tuple[str, FastAPI]]:
+    """``(url, app)`` of a server on a free port until the block ends."""
+    app = create_app(settings, predictor=predictor)
+    server = build_server(settings, app)
+    sock = bind_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("the in-thread server did not become ready")
+            time.sleep(0.05)
+        yield url, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
