@@ -98,7 +98,8 @@ def figure(grouped: dict[str, list[tuple[float, float]]], path: Path) -> None:
 
     kinds = sorted(grouped, key=lambda k: -statistics.fmean(a for a, _ in grouped[k]))
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.boxplot([[a for a, _ in grouped[k]] for k in kinds], orientation="horizontal", showfliers=False)
+    values = [[a for a, _ in grouped[k]] for k in kinds]
+    ax.boxplot(values, orientation="horizontal", showfliers=False)
     ax.set_yticks(range(1, len(kinds) + 1), [f"{k} (n={len(grouped[k])})" for k in kinds])
     ax.set_xlabel("gate alpha: weight of the image stream (1 - alpha: the tags')")
     ax.set_title("What the gate learned, per kind of tag (nuswide profile, validation)")

@@ -10,6 +10,7 @@ Runs the ``magneto`` command line exactly as a user would (every command is prin
 
 Usage:
     python experiments/paper_tables.py [--workdir runs/paper-tables] [--seeds 0 1 2] [--outliers 2]
+        [--profile image-only|nuswide|large-scale] [--config FILE] [--items N]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def evaluate(run: Path, data: Path, images: Path, outliers: int, seed: int) -> d
 
 
 def train(out: Path, data: Path, images: Path, seed: int, *extra: str) -> Path:
+    """``magneto train`` with ``CONFIG`` (``--config`` of this script) unless ``out`` is done."""
     if not (out / "final.json").is_file():
         if out.exists():
             raise SystemExit(f"{out} holds an unfinished run; remove it and re-run")
@@ -77,13 +79,25 @@ def train(out: Path, data: Path, images: Path, seed: int, *extra: str) -> Path:
     return out
 
 
-def synthetic_split(work: Path, items: int) -> tuple[Path, Path]:
-    """``magneto synth`` + ``prepare`` into ``work`` once: (prepared dir, image dir)."""
+def synthetic_split(work: Path, items: int, profile: str = "image-only") -> tuple[Path, Path]:
+    """``magneto synth --profile`` (+ ``prepare`` where the profile writes the raw NUS-WIDE
+    layout) into ``work`` once: (prepared dir, image dir)."""
+    if profile == "large-scale":  # written already prepared: too many concepts for the layout
+        data = work / "prepared"
+        if not (data / "val.csv").is_file():
+            magneto("synth", "--profile", profile, "--out", str(data), "--items", str(items))
+        return data, data / "images"
     raw, data = work / "raw", work / "prepared"
     if not (data / "val.csv").is_file():
-        magneto("synth", "--out", str(raw), "--items", str(items))
+        magneto("synth", "--profile", profile, "--out", str(raw), "--items", str(items))
         magneto("prepare", "nuswide", "--root", str(raw), "--out", str(data))
     return data, raw / "Flickr"
+
+
+def set_config(path: Path) -> None:
+    """The config every run of this script trains with."""
+    global CONFIG
+    CONFIG = path.resolve()
 
 
 def fmt(values: list[float], scale: float = 100.0) -> str:
@@ -99,10 +113,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--outliers", type=int, default=2, help="K outlier tags per item")
     parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument(
+        "--profile", choices=("image-only", "nuswide", "large-scale"), default="image-only"
+    )
+    parser.add_argument("--config", default=str(CONFIG), help="default: configs/synthetic.yaml")
     args = parser.parse_args()
+    set_config(Path(args.config))
     started = time.perf_counter()
     work = Path(args.workdir)
-    data, images = synthetic_split(work, args.items)
+    data, images = synthetic_split(work, args.items, args.profile)
 
     table2 = {name: [] for name in ("FF", "TF-t", "TF-it", "MAGNeto", "MAGNeto + aux")}
     table3 = {key: [] for key in ((0.0, False), (0.5, False), (0.0, True), (0.5, True))}
@@ -146,7 +165,8 @@ def main() -> None:
             table3[(beta, pretrained)].append(evaluate(run, data, images, args.outliers, seed))
 
     seeds = ", ".join(map(str, args.seeds))
-    print(f"\nTable 2 (synthetic data, validation split, {len(args.seeds)} seeds: {seeds})\n")
+    split = f"{args.profile} synthetic data, validation split"
+    print(f"\nTable 2 ({split}, {len(args.seeds)} seeds: {seeds})\n")
     print("| Model | Prec (%) | Recall (%) | F1 (%) |\n|---|---|---|---|")
     for name, results in table2.items():
         print(
