@@ -30,22 +30,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_argv(checkpoint: Path, *flags: str) -> list[str]:
+    """The command line of ``magneto serve`` from this checkout, as the tests run it."""
+    command = [sys.executable, "-m", "magneto_cli.main", "serve"]
+    return [*command, "--checkpoint", str(checkpoint), *flags]
+
+
 def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = None):
     port = free_port()
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", **(env or {})}
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (outlives this call: stop_server closes it)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "magneto_cli.main",
-            "serve",
-            "--checkpoint",
-            str(checkpoint),
-            "--port",
-            str(port),
-            *flags,
-        ],
+        serve_argv(checkpoint, "--port", str(port), *flags),
         env=full_env,
         # A file, not a pipe: nothing reads a pipe until the server stops, and a full pipe
         # (~460 access-log lines) would block the server mid-request.

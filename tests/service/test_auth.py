@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +11,7 @@ from pydantic import SecretStr, ValidationError
 
 from magneto.predictor import Predictor
 from service import ServiceSettings, create_app
-from tests.service.conftest import REPO
+from tests.service.conftest import REPO, serve_argv
 
 KEY = "metrics-key"
 
@@ -42,15 +41,7 @@ def test_an_empty_key_means_no_key_and_a_real_one_is_kept(monkeypatch):
 
 def _serve(checkpoint, *flags: str, env: dict[str, str] | None = None):
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magneto_cli.main",
-            "serve",
-            "--checkpoint",
-            str(checkpoint),
-            *flags,
-        ],
+        serve_argv(checkpoint, *flags),
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         capture_output=True,
         text=True,

@@ -6,29 +6,17 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 
 import pytest
 
 from magneto.checkpoint import save_checkpoint
-from tests.service.conftest import REPO
+from tests.service.conftest import REPO, serve_argv
 from tests.service.live_server import tiny_checkpoint
 
 
 def serve_on(port: int, checkpoint) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "magneto_cli.main",
-            "serve",
-            "--checkpoint",
-            str(checkpoint),
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ],
+        serve_argv(checkpoint, "--port", str(port), "--device", "cpu"),
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
