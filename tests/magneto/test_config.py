@@ -23,7 +23,7 @@ def test_saved_config_loads_back_equal(tmp_path):
     assert load_config(RunConfig, tmp_path / "saved.yaml") == config
 
 
-@pytest.mark.parametrize("name", ["nuswide", "large-scale", "synthetic"])
+@pytest.mark.parametrize("name", ["nuswide", "large-scale", "large-scale-cpu", "synthetic"])
 def test_shipped_configs_are_valid(name):
     config = load_config(RunConfig, config_path(name))
     assert config.model.architecture == "magneto"
@@ -44,6 +44,30 @@ def test_shipped_configs_hold_the_papers_hyper_parameters():
     assert ls.model.backbone == "resnet50" and ls.model.freeze_backbone == 3
     assert (ls.scheduler, ls.plateau_factor, ls.plateau_patience) == ("plateau", 0.1, 5)
     assert (ls.tad_add, ls.tad_drop) == (0.3, 0.3)
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_cpu_large_scale_config_differs_only_where_it_says_scaled():
+    """The scaled-down copy must not drift from large-scale.yaml in any knob it does not own."""
+    cpu_path = config_path("large-scale-cpu")
+    marked = set()
+    for line in cpu_path.read_text().splitlines():
+        if line.endswith("# scaled"):
+            key = line.split(":")[0]
+            marked.add(("model." if key.startswith(" ") else "") + key.strip())
+    paper = _flat(load_config(RunConfig, config_path("large-scale")).model_dump())
+    cpu = _flat(load_config(RunConfig, cpu_path).model_dump())
+    assert {key for key in paper if paper[key] != cpu[key]} == marked
+    assert {"model.d_model", "epochs", "model.backbone"} <= marked
 
 
 @pytest.mark.parametrize(
