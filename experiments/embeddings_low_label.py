@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import shutil
@@ -34,11 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_tables import REPO, evaluate, fmt, magneto, set_config, synthetic_split, train
+
+from magneto.annotations import read_annotations, write_annotations
+from magneto.config import RunConfig, load_config
 
 CONFIG = REPO / "configs" / "large-scale-cpu.yaml"
 SPLIT_FILES = ("val.csv", "vocab.csv")
@@ -46,24 +46,16 @@ SPLIT_FILES = ("val.csv", "vocab.csv")
 
 def labelled_subset(data: Path, out: Path, fraction: float, seed: int) -> int:
     """``out``: a prepared dataset whose train.csv is a seeded ``fraction`` of ``data``'s."""
-    if (out / "train.csv").is_file():
-        with (out / "train.csv").open(newline="", encoding="utf-8") as handle:
-            return sum(1 for _ in csv.DictReader(handle))
-    with (data / "train.csv").open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields, rows = reader.fieldnames, list(reader)
+    train = out / "train.csv"
+    if train.is_file():  # written last, and atomically: its presence means the subset is whole
+        return len(read_annotations(train))
+    rows = read_annotations(data / "train.csv")
     keep = max(1, round(fraction * len(rows)))
     chosen = sorted(random.Random(seed).sample(range(len(rows)), keep))
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLIT_FILES:
         shutil.copyfile(data / name, out / name)
-    partial = out / "train.csv.partial"
-    with partial.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows[i] for i in chosen)
-    partial.replace(out / "train.csv")  # written last: its presence means the subset is whole
-    return keep
+    return write_annotations(train, [rows[i] for i in chosen], labelled=True)
 
 
 def main() -> None:
@@ -84,7 +76,7 @@ def main() -> None:
     if not 0 < args.fraction <= 1:
         parser.error("--fraction must be in (0, 1]")
     set_config(Path(args.config))
-    d_model = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))["model"]["d_model"]
+    d_model = load_config(RunConfig, Path(args.config)).model.d_model  # with defaults
     started = time.perf_counter()
     work = Path(args.workdir)
     data, images = synthetic_split(work, args.items, "large-scale")
