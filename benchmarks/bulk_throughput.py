@@ -37,7 +37,7 @@ def write_library(directory: Path, count: int, seed: int = 0) -> Path:
     """``count`` 640x480 JPEGs and their manifest (kept between runs)."""
     from PIL import Image, ImageDraw
 
-    from magneto.synthetic import CONCEPTS81
+    from magneto.sources.synthetic.scenes import CONCEPTS81
 
     manifest = directory / f"manifest-{count}.csv"
     if manifest.is_file():
@@ -69,9 +69,9 @@ def write_library(directory: Path, count: int, seed: int = 0) -> Path:
 
 def decode_floor(job, predictor) -> float:
     """The job's workers, reading and decoding only."""
-    from magneto.bulk import ShardStream, shard_loader
-    from magneto.bulk_rows import RowPreparer
-    from magneto.manifest import Manifest
+    from magneto.bulk.local import ShardStream, shard_loader
+    from magneto.bulk.manifest import Manifest
+    from magneto.bulk.rows import RowPreparer
 
     manifest = Manifest(job.data)
     index = manifest.index(job.shard_rows)
@@ -88,9 +88,9 @@ def decode_floor(job, predictor) -> float:
 
 def model_floor(job, predictor, items: int) -> float:
     """The model alone, on batches decoded beforehand."""
-    from magneto.bulk import prepare_rows
-    from magneto.bulk_rows import RowPreparer
-    from magneto.manifest import Manifest
+    from magneto.bulk.local import prepare_rows
+    from magneto.bulk.manifest import Manifest
+    from magneto.bulk.rows import RowPreparer
 
     manifest = Manifest(job.data)
     index = manifest.index(job.batch_size)
@@ -135,10 +135,10 @@ def peak_rss(workdir: Path, rows: int) -> tuple[float, float]:
     """(peak RSS MiB, seconds) of ``magneto summarize`` on a ``rows``-row manifest, tag-only."""
     import torch
 
-    from magneto.checkpoint import Checkpoint, save_checkpoint
+    from magneto.data.vocabulary import Vocabulary
+    from magneto.infer.checkpoint import Checkpoint, save_checkpoint
     from magneto.model import ModelConfig, build_model
-    from magneto.synthetic import CONCEPTS81
-    from magneto.vocabulary import Vocabulary
+    from magneto.sources.synthetic.scenes import CONCEPTS81
 
     checkpoint = workdir / "tags-only.ckpt"
     if not checkpoint.is_file():
@@ -186,8 +186,9 @@ def main() -> None:
     parser.add_argument("--memory-rows", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from magneto.bulk import BulkJob, run_local
-    from magneto.predictor import Predictor
+    from magneto.bulk.job import BulkJob
+    from magneto.bulk.local import run_local
+    from magneto.infer.predictor import Predictor
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -46,7 +46,7 @@ def inputs(batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch
 
 def candidates(checkpoint: Path, workdir: Path) -> dict:
     """name -> function(images, tags, mask) running one batch."""
-    from magneto.checkpoint import load_checkpoint, model_from_checkpoint
+    from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     eager = model_from_checkpoint(ckpt, "cpu", amp="off")
@@ -90,7 +90,7 @@ def ort_candidate(checkpoint: Path, workdir: Path):
     try:
         import onnxruntime as ort
 
-        from magneto.export import export_model
+        from magneto.infer.export import export_model
     except ImportError as exc:
         print(f"note: ONNX Runtime not measured ({exc})")
         return None
@@ -130,7 +130,7 @@ def trained(workdir: Path) -> tuple[Path, Path, Path]:
     """A model trained briefly on fresh synthetic data: (checkpoint, val.csv, images)."""
     run = workdir / "run"
     if not (run / "best_f1.ckpt").is_file():
-        cli = [sys.executable, "-m", "magneto_cli.main"]
+        cli = [sys.executable, "-m", "magneto.cli.main"]
         quiet = {"cwd": REPO, "check": True, "capture_output": True}
         subprocess.run([*cli, "synth", "--out", str(workdir / "raw"), "--items", "1500"], **quiet)
         prep = ["prepare", "nuswide", "--root", str(workdir / "raw"), "--out"]
@@ -142,9 +142,10 @@ def trained(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def answers(checkpoint: Path, data: Path, images: Path) -> dict[str, dict[str, float]]:
-    from magneto.annotations import read_annotations
-    from magneto.predictor import ItemFailure, Predictor, PredictRequest
-    from training import evaluate_checkpoint
+    from magneto.training import evaluate_checkpoint
+
+    from magneto.data.annotations import read_annotations
+    from magneto.infer.predictor import ItemFailure, Predictor, PredictRequest
 
     records = read_annotations(data)
     requests = [PredictRequest(images / r.image_path, r.tags) for r in records]

@@ -46,10 +46,10 @@ REPO = Path(__file__).resolve().parents[1]
 def build_checkpoint(directory: Path) -> Path:
     import torch
 
-    from magneto.checkpoint import Checkpoint, save_checkpoint
+    from magneto.data.vocabulary import Vocabulary
+    from magneto.infer.checkpoint import Checkpoint, save_checkpoint
     from magneto.model import ModelConfig, build_model
-    from magneto.synthetic import CONCEPTS81
-    from magneto.vocabulary import Vocabulary
+    from magneto.sources.synthetic.scenes import CONCEPTS81
 
     torch.manual_seed(0)
     config = ModelConfig(vocab_size=81)
@@ -67,7 +67,7 @@ def build_checkpoint(directory: Path) -> Path:
 
 
 def make_inputs(count: int) -> list[tuple[bytes, list[str]]]:
-    from magneto.synthetic import CONCEPTS81, render_scene
+    from magneto.sources.synthetic.scenes import CONCEPTS81, render_scene
 
     rng = np.random.default_rng(0)
     out = []
@@ -103,7 +103,7 @@ def bare_single(predictor, inputs, requests: int, max_seconds: float) -> dict:
 
 def bare_batch16(predictor, inputs, requests: int, max_seconds: float) -> dict:
     """Sixteen items per call: the throughput a perfect batcher would reach."""
-    from magneto.predictor import PredictRequest
+    from magneto.infer.predictor import PredictRequest
 
     items = 0
     start = time.perf_counter()
@@ -126,7 +126,7 @@ def start_server(checkpoint: Path, extra: list[str] | None = None) -> tuple[subp
         [
             sys.executable,
             "-m",
-            "magneto_cli.main",
+            "magneto.cli.main",
             "serve",
             "--checkpoint",
             str(checkpoint),
@@ -351,7 +351,7 @@ def main() -> None:
     seconds = args.max_seconds / args.rounds
     phases: dict[str, list[dict]] = {"bare1": [], "bare16": [], "c1": [], "c16": []}
     with tempfile.TemporaryDirectory() as tmp:
-        from magneto.predictor import Predictor
+        from magneto.infer.predictor import Predictor
 
         checkpoint = args.checkpoint or build_checkpoint(Path(tmp))
         inputs = make_inputs(64)

@@ -34,8 +34,9 @@ def _setup(threads: int):
     import torch
     from torch import nn
 
-    from magneto.losses import TotalLoss, build_loss
     from magneto.model import ModelConfig, build_model
+    from magneto.train.loss_registry import build_loss
+    from magneto.train.total_loss import TotalLoss
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

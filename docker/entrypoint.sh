@@ -16,7 +16,7 @@ case "${1:-serve}" in
       ''|*[!0-9]*) say "MAGNETO_NPROC must be a whole number, not '$nproc'"; exit 64 ;;
     esac
     if [ "$nproc" -gt 1 ]; then
-      exec python -m torch.distributed.run --standalone --nproc_per_node="$nproc" -m magneto_cli.main "$@"
+      exec python -m torch.distributed.run --standalone --nproc_per_node="$nproc" -m magneto.cli.main "$@"
     fi
     exec magneto "$@" ;;
   *) exec "$@" ;;

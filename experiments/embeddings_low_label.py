@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from paper_tables import REPO, evaluate, fmt, magneto, set_config, synthetic_split, train
 
-from magneto.annotations import read_annotations, write_annotations
 from magneto.config import RunConfig, load_config
+from magneto.data.annotations import read_annotations, write_annotations
 
 CONFIG = REPO / "configs" / "large-scale-cpu.yaml"
 SPLIT_FILES = ("val.csv", "vocab.csv")

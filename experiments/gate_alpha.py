@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from magneto.annotations import read_annotations  # noqa: E402
-from magneto.predictor import Prediction, Predictor  # noqa: E402
+from magneto.data.annotations import read_annotations  # noqa: E402
+from magneto.infer.predictor import Prediction, Predictor  # noqa: E402
 
 CONFIG = REPO / "configs" / "synthetic.yaml"
 
@@ -39,7 +39,7 @@ CONFIG = REPO / "configs" / "synthetic.yaml"
 def magneto(*args: str) -> None:
     print("$ magneto " + " ".join(shlex.quote(a) for a in args), flush=True)
     subprocess.run(
-        [sys.executable, "-m", "magneto_cli.main", *args], check=True, cwd=REPO, capture_output=True
+        [sys.executable, "-m", "magneto.cli.main", *args], check=True, cwd=REPO, capture_output=True
     )
 
 

@@ -29,7 +29,7 @@ CONFIG = REPO / "configs" / "synthetic.yaml"
 
 
 def magneto(*args: str, capture: bool = False) -> str:
-    cmd = [sys.executable, "-m", "magneto_cli.main", *args]
+    cmd = [sys.executable, "-m", "magneto.cli.main", *args]
     print("$ magneto " + " ".join(shlex.quote(a) for a in args), flush=True)
     done = subprocess.run(cmd, check=True, text=True, capture_output=True, cwd=REPO)
     return done.stdout if capture else ""

@@ -21,34 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from magneto.errors import MagnetoError
-from magneto.losses import LOSSES, check_loss
+from magneto.devices import check_device
+from magneto.errors import ConfigError
 from magneto.model.config import ModelConfig
+from magneto.train.loss_registry import LossName, check_loss
 
 C = TypeVar("C", bound=BaseModel)
-LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 LossParam = float | int | bool | str | None
-
-
-class ConfigError(MagnetoError):
-    """A config file or override is invalid."""
-
-
-def check_device(name: str) -> str:
-    """``auto`` or a device name torch understands, so a typo fails at once, not mid-run.
-
-    Whether the device is present (CUDA on a CPU-only host) is checked when the run starts.
-    """
-    import torch
-
-    text = str(name).strip()
-    if text == "auto":
-        return text
-    try:
-        torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError("not a device name; use auto, cpu, cuda or cuda:N") from None
-    return text
+PretrainSource = Literal["unlabeled", "train"]
+PRETRAIN_SOURCES: tuple[PretrainSource, ...] = ("unlabeled", "train")
 
 
 class RunConfig(BaseModel):
@@ -108,8 +89,8 @@ class RunConfig(BaseModel):
         1.0, gt=0, description="pre-training adds k ~ U{1..max(1, ratio * #tags)} random tags"
     )
     pretrain_val_fraction: float = Field(0.1, gt=0, lt=1)
-    pretrain_sources: list[Literal["unlabeled", "train"]] = Field(
-        default_factory=lambda: ["unlabeled", "train"],
+    pretrain_sources: list[PretrainSource] = Field(
+        default_factory=lambda: list(PRETRAIN_SOURCES),
         description="prepared CSVs whose items (tags only) pre-training uses",
     )
     # runtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from magneto.augment import sample_absent
+from magneto.data.augment import sample_absent
 
 
 class RandomTagNoise:

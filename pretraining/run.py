@@ -13,15 +13,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from magneto.pretraining.noise import RandomTagNoise
 from torch.utils.data import Dataset
 
 from magneto.config import ConfigError, RunConfig
-from magneto.dataset import EncodedItem
-from magneto.feature_store import CombinedFeatures
-from magneto.prepared import data_dir, feature_store, load_items, make_dataset
-from magneto.stage import Stage, StageRun, run_stage, with_model
-from magneto.trainer import FitResult
-from pretraining.noise import RandomTagNoise
+from magneto.data.dataset import EncodedItem
+from magneto.data.feature_store import CombinedFeatures
+from magneto.data.items import load_items
+from magneto.train.run_data import data_dir, feature_store, make_dataset
+from magneto.train.stage import Stage, StageRun, run_stage, with_model
+from magneto.train.trainer import FitResult
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = {"best_loss": "pretrain.ckpt", "latest": "latest.ckpt"}
@@ -49,7 +50,7 @@ class PretrainStage(Stage):
             }
         )
 
-    def aux(self, config: RunConfig) -> bool:
+    def uses_aux_losses(self, config: RunConfig) -> bool:
         return True  # L_u = L_it + L_t: the gate-less model has no final loss of its own
 
     def threshold(self, config: RunConfig) -> float | None:

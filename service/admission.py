@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.batching import QueueFull
-from service.errors import error_response
+from magneto.service.batching import QueueFull
+from magneto.service.errors import error_response
 
 SCORING = frozenset({"/v1/summarize", "/v1/summarize/batch"})
 
@@ -21,12 +21,12 @@ SCORING = frozenset({"/v1/summarize", "/v1/summarize/batch"})
 class Admission:
     """ASGI middleware: 503 + Retry-After for ``SCORING`` routes while the queue is too long."""
 
-    def __init__(self, app: Any, runtime: Any) -> None:
+    def __init__(self, app: Any, host: Any) -> None:
         self.app = app
-        self.runtime = runtime  # a ModelRuntime; its batcher exists once the service started
+        self.host = host  # a ModelHost; its batcher exists once the service started
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        batcher = getattr(self.runtime, "batcher", None)
+        batcher = getattr(self.host, "batcher", None)
         if scope["type"] == "http" and batcher is not None and scope.get("path") in SCORING:
             try:
                 batcher.admit(1, arriving=True)

@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app`` wires the pieces together.
 
 The routes live in ``service.routes`` (one module per concern), what they need in
-``service.deps``, the model's lifecycle in ``service.runtime``. The checkpoint is loaded (or a
+``service.deps``, the model's lifecycle in ``service.model_host``. The checkpoint is loaded (or a
 ready ``Predictor`` taken) when the server starts, and the model is warmed up before
 ``/readyz`` says ready.
 """
@@ -14,16 +14,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from magneto.service.admission import Admission
+from magneto.service.errors import install_error_handlers
+from magneto.service.model_host import ModelHost
+from magneto.service.observability import BodyLimit, RequestContext
+from magneto.service.routes import ROUTERS
+from magneto.service.schemas import with_limits
+from magneto.service.settings import ServiceSettings
+from magneto.service.slow_clients import BodyTimeout
 
-from magneto.predictor import Predictor
-from service.admission import Admission
-from service.errors import install_error_handlers
-from service.observability import BodyLimit, RequestContext
-from service.routes import ROUTERS
-from service.runtime import ModelRuntime
-from service.schemas import with_limits
-from service.settings import ServiceSettings
-from service.slow_clients import BodyTimeout
+from magneto.infer.predictor import Predictor
 
 DESCRIPTION = (
     "Extractive Tags Summarization: send an image and its tags, get back the tags that matter. "
@@ -34,12 +34,12 @@ DESCRIPTION = (
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Serve only a loaded, warm model; on shutdown, finish what is queued."""
-    runtime: ModelRuntime = app.state.runtime
-    await runtime.start()
+    host: ModelHost = app.state.host
+    await host.start()
     try:
         yield
     finally:
-        await runtime.stop()
+        await host.stop()
 
 
 def create_app(
@@ -50,7 +50,7 @@ def create_app(
     """The app for ``settings`` (default: ``MAGNETO_*`` variables), serving ``predictor`` if
     given, else the checkpoint the settings name."""
     settings = settings or ServiceSettings()
-    runtime = ModelRuntime(settings, predictor, version)
+    host = ModelHost(settings, predictor, version)
     # docs_url/redoc_url None: service.routes.docs serves them with local assets (no CDN).
     app = FastAPI(
         title="MAGNeto",
@@ -61,7 +61,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.runtime = runtime
+    app.state.host = host
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -74,10 +74,10 @@ def create_app(
     app.add_middleware(
         BodyTimeout,
         seconds=settings.body_timeout_s,
-        on_timeout=lambda: runtime.metrics.observe_rejection("body_timeout"),
+        on_timeout=lambda: host.metrics.observe_rejection("body_timeout"),
     )
-    app.add_middleware(Admission, runtime=runtime)
-    app.add_middleware(RequestContext, metrics=runtime.metrics)
+    app.add_middleware(Admission, host=host)
+    app.add_middleware(RequestContext, metrics=host.metrics)
     for router in ROUTERS:
         app.include_router(router)
     _document_limits(app, settings)

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from magneto.predictor import Prediction, Predictor, PreparedItem
+from magneto.infer.predictor import Prediction, Predictor, PreparedItem
 
 log = logging.getLogger("magneto.service")
 

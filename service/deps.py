@@ -1,6 +1,6 @@
-"""FastAPI dependencies: the settings, the model runtime and the API-key check.
+"""FastAPI dependencies: the settings, the model host and the API-key check.
 
-``create_app`` puts the settings and the runtime on ``app.state``; routes ask for them here,
+``create_app`` puts the settings and the host on ``app.state``; routes ask for them here,
 so nothing is a closure over ``create_app`` and a test app can carry its own.
 """
 
@@ -11,10 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
-
-from service.errors import ApiError
-from service.runtime import ModelRuntime
-from service.settings import ServiceSettings
+from magneto.service.errors import ApiError
+from magneto.service.model_host import ModelHost
+from magneto.service.settings import ServiceSettings
 
 
 # async, though they do not wait: FastAPI runs plain functions in a thread pool, a hop per call.
@@ -22,12 +21,12 @@ async def get_settings(request: Request) -> ServiceSettings:
     return request.app.state.settings
 
 
-async def get_runtime(request: Request) -> ModelRuntime:
-    return request.app.state.runtime
+async def get_host(request: Request) -> ModelHost:
+    return request.app.state.host
 
 
 Settings = Annotated[ServiceSettings, Depends(get_settings)]
-Runtime = Annotated[ModelRuntime, Depends(get_runtime)]
+Host = Annotated[ModelHost, Depends(get_host)]
 
 # auto_error=False: a missing key is answered below, as a JSON error like every other one.
 api_key_header = APIKeyHeader(

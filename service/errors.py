@@ -8,10 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from magneto.service.schemas import ErrorResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-
-from service.schemas import ErrorResponse
 
 _DOCUMENTED = {
     400: "bad input: no image, not an image, truncated image, no tags, malformed JSON or base64",
@@ -51,7 +50,7 @@ def describe(error: Mapping[str, Any]) -> str:
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The JSON error; a message quoting what the client sent cannot break it (a lone surrogate
     is written as its escape, ``\\ud800``, instead of failing to encode as UTF-8)."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from service.settings import ServiceSettings
+    from magneto.service.settings import ServiceSettings
 
 # What ``str.strip()`` removes (every character whose ``str.isspace()`` is true), as a JSON
 # Schema regex class; ``\s`` differs (it lacks U+001C..U+001F and U+0085, and has U+FEFF).

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from magneto.service.app import create_app
+from magneto.service.settings import ServiceSettings
+from magneto.service.slow_clients import GuardedProtocol
 
 from magneto.errors import MagnetoError
-from service.app import create_app
-from service.settings import ServiceSettings
-from service.slow_clients import GuardedProtocol
 
 
 class PortUnavailable(MagnetoError):
@@ -71,7 +71,7 @@ class _Server(uvicorn.Server):
 
 def build_server(settings: ServiceSettings, app: Any) -> uvicorn.Server:
     """uvicorn's server for ``app``, on the guarded protocol; run it with ``sockets=[...]``."""
-    metrics = getattr(getattr(app.state, "runtime", None), "metrics", None)
+    metrics = getattr(getattr(app.state, "host", None), "metrics", None)
     protocol = functools.partial(
         GuardedProtocol,
         header_timeout_s=settings.header_timeout_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from magneto.vocabulary import normalize_tag
+from magneto.data.vocabulary import normalize_tag
 
 _LAST = chr(0x10FFFF)  # sorts after every character: key + _LAST bounds all keys with a prefix
 

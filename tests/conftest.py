@@ -42,8 +42,8 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A small synthetic NUS-WIDE, prepared: (prepared dir, image dir)."""
-    from magneto.nuswide import prepare_nuswide
-    from magneto.synthetic import SynthConfig, generate
+    from magneto.sources.nuswide import prepare_nuswide
+    from magneto.sources.synthetic.generator import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("tiny")
     generate(SynthConfig(items=64, unlabeled=16, seed=1, image_size=64), root / "raw")
@@ -116,7 +116,7 @@ def config_flags(data, images, out, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def checkpoint(tiny_data, tmp_path_factory):
     """A checkpoint trained for two epochs on ``tiny_data`` (what the service tests serve)."""
-    from training import run_training
+    from magneto.training import run_training
 
     data, images = tiny_data
     out = tmp_path_factory.mktemp("served") / "run"

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from magneto.augment import TagAugmentation
 from magneto.config import ConfigError, RunConfig
-from magneto.dataset import TagImageDataset
-from magneto.prepared import data_dir, load_items, make_dataset
-from magneto.runtime import DistInfo
-from magneto.vocabulary import Vocabulary
+from magneto.data.augment import TagAugmentation
+from magneto.data.dataset import TagImageDataset
+from magneto.data.items import load_items
+from magneto.data.vocabulary import Vocabulary
+from magneto.devices import DistInfo
+from magneto.model.architectures import TagModel
+from magneto.train.run_data import data_dir, make_dataset
 
 
 def supervised_datasets(
     config: RunConfig,
     vocabulary: Vocabulary,
-    model: nn.Module,
+    model: TagModel,
     device: torch.device,
     dist_info: DistInfo,
 ) -> tuple[TagImageDataset, TagImageDataset]:

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from magneto.checkpoint import load_checkpoint, model_from_checkpoint
-from magneto.dataset import (
+from magneto.data.dataset import (
     Batch,
     Collator,
     DataReport,
@@ -26,12 +25,12 @@ from magneto.dataset import (
     pad_samples,
     with_outliers,
 )
-from magneto.image_inputs import DecodedImages, ImageInput, NoImages
-from magneto.items import short_ids
-from magneto.loop import ScoredItem, score
-from magneto.metrics import SetMetrics, metrics_at
-from magneto.prepared import load_items
-from magneto.runtime import resolve_device
+from magneto.data.image_inputs import DecodedImages, ImageInput, NoImages
+from magneto.data.items import load_items, short_ids
+from magneto.devices import resolve_device
+from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
+from magneto.train.loop import ScoredItem, labelled, score
+from magneto.train.metrics import SetMetrics, metrics_at
 
 
 @dataclass
@@ -97,8 +96,8 @@ class OutlierView:
                     item_id=item_id,
                     image=None,
                     tags=torch.from_numpy(item.tags),
-                    targets=torch.from_numpy(item.targets),  # type: ignore[arg-type]
-                    outliers=torch.from_numpy(item.outliers),  # type: ignore[arg-type]
+                    targets=torch.from_numpy(item.targets),
+                    outliers=torch.from_numpy(item.outliers),
                 )
             )
         return replace(pad_samples(samples, self.padding_index), features=batch.features)
@@ -108,8 +107,8 @@ def _metrics(threshold: float, items: list[ScoredItem], outliers: bool = False) 
     return metrics_at(
         threshold,
         [i.scores for i in items],
-        [i.targets for i in items],  # type: ignore[misc]
-        [i.outliers for i in items] if outliers else None,  # type: ignore[misc]
+        labelled(items),
+        labelled(items, "outliers") if outliers else None,
     )
 
 

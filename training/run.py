@@ -6,14 +6,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from magneto.training.data import supervised_datasets
+from magneto.training.transfer import init_from_pretrained
 from torch.utils.data import Dataset
 
-from magneto.checkpoint import load_checkpoint
 from magneto.config import ConfigError, RunConfig
-from magneto.stage import Stage, StageRun, run_stage
-from magneto.trainer import FitResult
-from training.data import supervised_datasets
-from training.transfer import init_from_pretrained
+from magneto.infer.checkpoint import load_checkpoint
+from magneto.train.stage import Stage, StageRun, run_stage
+from magneto.train.trainer import FitResult
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,10 @@ and the gate. Nothing is frozen by this step.
 
 from __future__ import annotations
 
-from torch import nn
-
-from magneto.checkpoint import Checkpoint
 from magneto.config import ConfigError
-from magneto.vocabulary import Vocabulary
+from magneto.data.vocabulary import Vocabulary
+from magneto.infer.checkpoint import Checkpoint
+from magneto.model.architectures import TagModel
 
 COPIED_BLOCKS = (
     "image_extractor.",
@@ -23,7 +22,7 @@ COPIED_BLOCKS = (
 
 
 def init_from_pretrained(
-    model: nn.Module, checkpoint: Checkpoint, vocabulary: Vocabulary
+    model: TagModel, checkpoint: Checkpoint, vocabulary: Vocabulary
 ) -> dict[str, int]:
     """Copy the pre-trained blocks into ``model``; return tensors copied per block."""
     if checkpoint.vocabulary != vocabulary:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from magneto.devices import fast_cpu_backbone
 from magneto.model.backbone import ImageFeatureExtractor
 from magneto.model.config import ModelConfig
 from magneto.model.dropout import Dropout
@@ -181,6 +182,14 @@ ARCHITECTURES: dict[str, type[TagModel]] = {
     "tf-t": TagTransformer,
     "tf-it": ImageTagTransformer,
 }
+
+
+def speed_up_backbone(model: TagModel, device: torch.device, mode: str = "auto") -> bool:
+    """Turn the bf16 CPU backbone on where it pays (``fast_cpu_backbone``); True if it did."""
+    if model.uses_images and fast_cpu_backbone(device, mode):
+        model.image_extractor.use_cpu_bf16()
+        return True
+    return False
 
 
 def build_model(config: ModelConfig) -> TagModel:

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from magneto.errors import WeightsError
-from magneto.safe_load import refusal
+from magneto.errors import WeightsError, refusal
 
 _RESNETS = {
     "resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, 512),

@@ -1,6 +1,6 @@
 """The HTTP routes, one module per concern; ``create_app`` includes every router here."""
 
-from service.routes import docs, operations, page, summarize
+from magneto.service.routes import docs, operations, page, summarize
 
 ROUTERS = (summarize.router, operations.router, page.router, docs.router)
 

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from magneto.service.deps import GUARDED, METRICS_GUARD, Host, Settings
+from magneto.service.errors import ApiError, error_responses
+from magneto.service.schemas import Health, ModelDescription, VocabularyPage
+from magneto.service.vocabulary_listing import VocabularyListing
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from service.deps import GUARDED, METRICS_GUARD, Runtime, Settings
-from service.errors import ApiError, error_responses
-from service.schemas import Health, ModelDescription, VocabularyPage
-from service.vocabulary_listing import VocabularyListing
 
 MAX_VOCABULARY_PAGE = 1000
 
@@ -30,8 +29,8 @@ async def healthz() -> dict[str, str]:
     responses=error_responses(503),
     summary="Model loaded and warmed up",
 )
-async def readyz(runtime: Runtime) -> dict[str, str]:
-    if not runtime.ready:
+async def readyz(host: Host) -> dict[str, str]:
+    if not host.ready:
         raise ApiError(503, "not_ready", "the model is still loading")
     return {"status": "ready"}
 
@@ -43,13 +42,13 @@ async def readyz(runtime: Runtime) -> dict[str, str]:
     dependencies=GUARDED,
     summary="The served model",
 )
-async def model_info(runtime: Runtime, settings: Settings) -> dict[str, Any]:
-    if runtime.predictor is None:
+async def model_info(host: Host, settings: Settings) -> dict[str, Any]:
+    if host.predictor is None:
         raise ApiError(503, "not_ready", "the model is still loading")
-    info = runtime.predictor.info
+    info = host.predictor.info
     return {
-        "name": runtime.model_name,
-        "version": runtime.version,
+        "name": host.model_name,
+        "version": host.version,
         "architecture": info["architecture"],
         "backbone": info["backbone"],
         "vocabulary_size": info["vocabulary_size"],
@@ -74,7 +73,7 @@ async def model_info(runtime: Runtime, settings: Settings) -> dict[str, Any]:
 )
 async def vocabulary(
     request: Request,
-    runtime: Runtime,
+    host: Host,
     offset: Annotated[int, Query(ge=0, description="skip this many matching tags")] = 0,
     limit: Annotated[
         int, Query(ge=1, le=MAX_VOCABULARY_PAGE, description="the most tags to return")
@@ -83,13 +82,13 @@ async def vocabulary(
         str, Query(max_length=200, description="only tags starting with this (any case)")
     ] = "",
 ) -> dict[str, Any]:
-    total, tags = _listing(request, runtime).page(prefix, offset, limit)
+    total, tags = _listing(request, host).page(prefix, offset, limit)
     return {"total": total, "offset": offset, "limit": limit, "tags": tags}
 
 
-def _listing(request: Request, runtime: Runtime) -> VocabularyListing:
+def _listing(request: Request, host: Host) -> VocabularyListing:
     """The served model's sorted vocabulary, built on first use and kept on ``app.state``."""
-    predictor = runtime.predictor
+    predictor = host.predictor
     if predictor is None:
         raise ApiError(503, "not_ready", "the model is still loading")
     cached = getattr(request.app.state, "vocabulary_listing", None)
@@ -100,7 +99,7 @@ def _listing(request: Request, runtime: Runtime) -> VocabularyListing:
 
 
 @router.get("/metrics", include_in_schema=False, dependencies=METRICS_GUARD)
-async def metrics(runtime: Runtime) -> Response:
+async def metrics(host: Host) -> Response:
     """Prometheus text format; the queue depth is read now, the rest is counted as it happens."""
-    runtime.metrics.queue_depth.set(runtime.batcher.depth if runtime.batcher else 0)
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    host.metrics.queue_depth.set(host.batcher.depth if host.batcher else 0)
+    return Response(generate_latest(host.metrics.registry), media_type=CONTENT_TYPE_LATEST)

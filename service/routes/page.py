@@ -7,7 +7,7 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-PAGE = (files("service") / "static" / "index.html").read_text(encoding="utf-8")
+PAGE = (files("magneto.service") / "static" / "index.html").read_text(encoding="utf-8")
 
 router = APIRouter(include_in_schema=False)
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import magneto.service.bodies as bodies
 from fastapi import APIRouter, Request
-
-from magneto.predictor import Prediction
-from service import bodies
-from service.bodies import JSON, MULTIPART
-from service.client_watch import ClientWatch
-from service.deps import GUARDED, Runtime, Settings
-from service.errors import ApiError, error_responses
-from service.runtime import ModelRuntime
-from service.schemas import (
+from magneto.service.bodies import JSON, MULTIPART
+from magneto.service.client_watch import ClientWatch
+from magneto.service.deps import GUARDED, Host, Settings
+from magneto.service.errors import ApiError, error_responses
+from magneto.service.model_host import ModelHost
+from magneto.service.schemas import (
     BatchJSON,
     BatchResponse,
     SummarizeJSON,
@@ -28,6 +26,8 @@ from service.schemas import (
     SummarizeResponse,
     request_body,
 )
+
+from magneto.infer.predictor import Prediction
 
 router = APIRouter(tags=["summarize"], dependencies=GUARDED, responses=error_responses())
 ONE = request_body({MULTIPART: SummarizeMultipart, JSON: SummarizeJSON})
@@ -42,12 +42,12 @@ BATCH = request_body({JSON: BatchJSON})
     description="Send multipart/form-data (an `image` file, `tags`, options; for curl) or "
     "application/json (`image_base64`, `tags`, options; for programs). Unknown fields are a 422.",
 )
-async def summarize(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
+async def summarize(request: Request, host: Host, settings: Settings) -> dict[str, Any]:
     kind = bodies.content_type(request)
     if kind == MULTIPART:
-        item = await bodies.multipart_item(request, settings, runtime.needs_image)
+        item = await bodies.multipart_item(request, settings, host.needs_image)
     elif kind == JSON:
-        item = bodies.json_item(await bodies.read_json(request), settings, runtime.needs_image)
+        item = bodies.json_item(await bodies.read_json(request), settings, host.needs_image)
     else:
         raise ApiError(
             415,
@@ -56,8 +56,8 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
             "(image_base64 + tags)",
         )
     async with ClientWatch(request) as client:
-        prediction = await runtime.predict(item, client.gone)
-    return _result(prediction, request, runtime)
+        prediction = await host.predict(item, client.gone)
+    return _result(prediction, request, host)
 
 
 @router.post(
@@ -72,13 +72,13 @@ async def summarize(request: Request, runtime: Runtime, settings: Settings) -> d
     "together have more pixels than `max_batch_pixels` (413 `batch_too_large`, read from the "
     "image headers before anything is decoded).",
 )
-async def summarize_batch(request: Request, runtime: Runtime, settings: Settings) -> dict[str, Any]:
-    items = await bodies.batch_items(request, settings, runtime.needs_image)
+async def summarize_batch(request: Request, host: Host, settings: Settings) -> dict[str, Any]:
+    items = await bodies.batch_items(request, settings, host.needs_image)
     async with ClientWatch(request) as client:
-        outcomes = await runtime.predict_items(items, client.gone)
+        outcomes = await host.predict_items(items, client.gone)
     return {
         "results": [
-            _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, runtime)
+            _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, host)
             for i, o in enumerate(outcomes)
         ],
         "request_id": request.state.request_id,
@@ -94,7 +94,7 @@ def _item_error(index: int, error: ApiError) -> dict[str, Any]:
     }
 
 
-def _result(prediction: Prediction, request: Request, runtime: ModelRuntime) -> dict[str, Any]:
+def _result(prediction: Prediction, request: Request, host: ModelHost) -> dict[str, Any]:
     """One item's answer; ``total_ms`` counts from the moment the request arrived."""
     started = getattr(request.state, "started", time.perf_counter())
     return {
@@ -102,7 +102,7 @@ def _result(prediction: Prediction, request: Request, runtime: ModelRuntime) -> 
         "tags": [t.__dict__ for t in prediction.tags],
         "unknown_tags": prediction.unknown_tags,
         "threshold": prediction.threshold,
-        "model": {"name": runtime.model_name, "version": runtime.version},
+        "model": {"name": host.model_name, "version": host.version},
         "timing": {
             "total_ms": round(1000 * (time.perf_counter() - started), 3),
             "model_ms": round(1000 * prediction.seconds, 3),

@@ -323,7 +323,7 @@ def test_train_goes_through_torchrun_with_several_gpus(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
         "python -m torch.distributed.run --standalone --nproc_per_node=4 "
-        "-m magneto_cli.main pretrain --epochs=1"
+        "-m magneto.cli.main pretrain --epochs=1"
     )
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from magneto.pretraining import run_pretraining
+from magneto.pretraining.noise import RandomTagNoise
+from magneto.training import run_training
+from magneto.training.transfer import COPIED_BLOCKS, init_from_pretrained
 
-from magneto.checkpoint import load_checkpoint
 from magneto.config import ConfigError
+from magneto.data.vocabulary import Vocabulary
+from magneto.infer.checkpoint import load_checkpoint
 from magneto.model import build_model
-from magneto.vocabulary import Vocabulary
-from pretraining import run_pretraining
-from pretraining.noise import RandomTagNoise
 from tests.conftest import tiny_config
-from training import run_training
-from training.transfer import COPIED_BLOCKS, init_from_pretrained
 
 
 def test_noise_labels_originals_1_and_added_0():
@@ -65,7 +65,7 @@ def test_pretraining_counts_epochs_from_1_and_a_finished_resume_writes_nothing(
     run = Path(shutil.copytree(pretrained.out, tmp_path / "pretrain"))
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     data, images = tiny_data
-    with caplog.at_level(logging.INFO, logger="magneto.stage"):
+    with caplog.at_level(logging.INFO, logger="magneto.train.stage"):
         again = run_pretraining(tiny_config(data, images, run, pretrain_epochs=2), resume=True)
     assert again.fit.nothing_to_do and len(again.fit.history) == 2
     assert f"nothing to do: {run} has already finished 2 of 2 epochs" in caplog.messages

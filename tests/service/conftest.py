@@ -32,7 +32,7 @@ def free_port() -> int:
 
 def serve_argv(checkpoint: Path, *flags: str) -> list[str]:
     """The command line of ``magneto serve`` from this checkout, as the tests run it."""
-    command = [sys.executable, "-m", "magneto_cli.main", "serve"]
+    command = [sys.executable, "-m", "magneto.cli.main", "serve"]
     return [*command, "--checkpoint", str(checkpoint), *flags]
 
 

@@ -12,14 +12,15 @@ from contextlib import contextmanager
 import httpx
 import torch
 from fastapi import FastAPI
+from magneto.service.app import create_app
+from magneto.service.server import bind_socket, build_server
+from magneto.service.settings import ServiceSettings
 from PIL import Image
 
-from magneto.checkpoint import Checkpoint
+from magneto.data.vocabulary import Vocabulary
+from magneto.infer.checkpoint import Checkpoint
+from magneto.infer.predictor import Predictor
 from magneto.model import ModelConfig, build_model
-from magneto.predictor import Predictor
-from magneto.vocabulary import Vocabulary
-from service import ServiceSettings, create_app
-from service.server import bind_socket, build_server
 
 WORDS = ["sky", "clouds", "sun", "water", "beach", "dog", "cat", "tree", "grass", "road"]
 

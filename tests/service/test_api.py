@@ -11,9 +11,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from magneto.annotations import read_annotations
+from magneto.data.annotations import read_annotations
+from magneto.data.images import decode_image
 from magneto.errors import ImageError
-from magneto.images import decode_image
 from tests.service.conftest import API_KEY
 
 
@@ -45,7 +45,7 @@ def _scores(body: dict) -> list[float | None]:
 def test_health_readiness_model_and_metrics(client, checkpoint):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
-    from magneto.checkpoint import load_checkpoint
+    from magneto.infer.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     model = client.get("/v1/model").json()

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 from fastapi.testclient import TestClient
+from magneto.service.app import create_app
+from magneto.service.settings import ServiceSettings
 from pydantic import SecretStr, ValidationError
 
-from magneto.predictor import Predictor
-from service import ServiceSettings, create_app
+from magneto.infer.predictor import Predictor
 from tests.service.conftest import REPO, serve_argv
 
 KEY = "metrics-key"

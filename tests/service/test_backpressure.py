@@ -10,11 +10,11 @@ import time
 
 import httpx
 import pytest
+from magneto.service.admission import Admission
+from magneto.service.batching import QueueFull
+from magneto.service.settings import ServiceSettings
 
-from magneto.predictor import Predictor
-from service import ServiceSettings
-from service.admission import Admission
-from service.batching import QueueFull
+from magneto.infer.predictor import Predictor
 from tests.service.live_server import jpeg_bytes, serving, tiny_checkpoint
 
 PASS_S = 0.25  # each forward pass of the slow model takes at least this

@@ -6,8 +6,7 @@ import asyncio
 import threading
 
 import pytest
-
-from service.batching import ClientGone, MicroBatcher, Pace, QueueFull
+from magneto.service.batching import ClientGone, MicroBatcher, Pace, QueueFull
 
 
 class RecordingPredictor:

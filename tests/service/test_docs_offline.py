@@ -6,10 +6,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from magneto.service.app import create_app
+from magneto.service.routes.docs import CSP
+from magneto.service.settings import ServiceSettings
 from playwright.sync_api import sync_playwright
 
-from service import ServiceSettings, create_app
-from service.routes.docs import CSP
 from tests.service.test_page import ARGS, CHROMIUM
 
 LOCAL = {"127.0.0.1", "localhost"}

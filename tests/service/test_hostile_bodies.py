@@ -227,7 +227,8 @@ def test_the_multipart_schema_agrees_with_the_server(client, png, tags, accepted
 
 
 def test_each_app_documents_its_own_limits():
-    from service import ServiceSettings, create_app
+    from magneto.service.app import create_app
+    from magneto.service.settings import ServiceSettings
 
     def limits(app) -> tuple[int, int, int]:
         paths = app.openapi()["paths"]
@@ -247,7 +248,7 @@ def test_each_app_documents_its_own_limits():
 def test_the_space_class_of_the_schema_is_what_str_strip_removes():
     import re
 
-    from service.schemas import SPACE
+    from magneto.service.schemas import SPACE
 
     spaces = re.compile(f"[{SPACE}]")
     assert [c for c in map(chr, range(0x110000)) if bool(spaces.match(c)) != c.isspace()] == []

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from magneto.checkpoint import load_checkpoint
-from tests.magneto.test_image_memory import SIDE, big_grey16_png
+from magneto.infer.checkpoint import load_checkpoint
+from tests.data.test_image_memory import SIDE, big_grey16_png
 from tests.service.conftest import start_server, stop_server
 
 BATCH_PIXELS = 400_000_000  # 10 of the large images fit, 11 do not

@@ -11,11 +11,12 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from magneto.cli.main import main
+from magneto.service.app import create_app
+from magneto.service.settings import ServiceSettings
 
-from magneto.annotations import read_annotations
-from magneto.predictor import Predictor
-from magneto_cli.main import main
-from service import ServiceSettings, create_app
+from magneto.data.annotations import read_annotations
+from magneto.infer.predictor import Predictor
 from tests.service.conftest import free_port, start_server
 
 
@@ -81,7 +82,7 @@ def _serve_in_thread(app) -> tuple[uvicorn.Server, str]:
 
 
 def test_a_full_queue_answers_503_and_the_rest_are_served(checkpoint, sample):
-    from magneto.checkpoint import load_checkpoint
+    from magneto.infer.checkpoint import load_checkpoint
 
     predictor = SlowPredictor(load_checkpoint(checkpoint), device="cpu")
     settings = ServiceSettings(max_queue=2, max_batch_size=1, max_wait_ms=0)

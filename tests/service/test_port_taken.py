@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from magneto.checkpoint import save_checkpoint
+from magneto.infer.checkpoint import save_checkpoint
 from tests.service.conftest import REPO, serve_argv
 from tests.service.live_server import tiny_checkpoint
 

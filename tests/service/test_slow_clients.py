@@ -15,9 +15,9 @@ import time
 
 import httpx
 import pytest
+from magneto.service.settings import ServiceSettings
 
-from magneto.predictor import Predictor
-from service import ServiceSettings
+from magneto.infer.predictor import Predictor
 from tests.service.live_server import serving, tiny_checkpoint
 
 HEADER_S = 1.0

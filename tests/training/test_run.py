@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from magneto.cli.main import main
+from magneto.training import run_training
 
-from magneto.annotations import read_annotations
-from magneto.checkpoint import load_checkpoint
 from magneto.config import ConfigError, RunConfig, load_config
+from magneto.data.annotations import read_annotations
 from magneto.errors import ImageError
-from magneto.metrics import set_metrics
-from magneto.predictor import Predictor, PredictRequest
-from magneto_cli.main import main
+from magneto.infer.checkpoint import load_checkpoint
+from magneto.infer.predictor import Predictor, PredictRequest
+from magneto.train.metrics import set_metrics
 from tests.conftest import config_flags, tiny_config
-from training import run_training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,7 +127,7 @@ def test_an_existing_run_is_never_overwritten(trained):
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "magneto_cli.main", *args]
+    return [sys.executable, "-m", "magneto.cli.main", *args]
 
 
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_path):
@@ -239,7 +239,7 @@ def test_curves_count_epochs_from_1_under_a_title_naming_stage_run_and_metrics(
 ):
     from matplotlib.figure import Figure
 
-    from magneto.run_log import RunLog
+    from magneto.train.run_log import RunLog
 
     drawn: list[Figure] = []
     savefig = Figure.savefig
@@ -272,7 +272,7 @@ def test_torchrun_two_processes_end_with_identical_weights(tiny_data, tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "magneto_cli.main",
+        "magneto.cli.main",
         "train",
         *config_flags(data, images, out, "--epochs", "2", "--device", "cpu"),
     ]

@@ -1,1 +1,0 @@
-"""The ``magneto`` console command: composes the subcommands of the project's packages."""

@@ -1,0 +1,107 @@
+"""``--help`` says what each flag takes, its default, which stage owns it, and the exit codes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from magneto.cli.config_flags import STAGE_ONLY, _fields, flag_name
+from magneto.cli.main import build_parser, main
+
+from magneto.config import RunConfig
+from magneto.train.loss_registry import LOSSES
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # one line per flag, whatever the terminal
+
+
+def help_of(*command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    return capsys.readouterr().out
+
+
+def option_lines(text: str) -> dict[str, str]:
+    """``--flag`` -> its entry (the flag and its help, continuation lines joined)."""
+    body = text.split("\n\n", 1)[1]  # past the usage block
+    out: dict[str, str] = {}
+    current = None
+    for line in body.splitlines():
+        match = re.match(r"\s+(-\w, )?(--[\w-]+)", line)
+        if match:
+            current = match.group(2)
+            out[current] = line.strip()
+        elif current and line.startswith(" " * 10):
+            out[current] += " " + line.strip()
+        else:
+            current = None
+    return out
+
+
+def test_top_level_help_documents_the_exit_codes(capsys):
+    text = help_of(capsys=capsys)
+    assert "exit status:" in text
+    assert re.search(r"^\s+1\s+the command failed while running", text, re.M)
+    assert re.search(r"^\s+2\s+usage error: an unknown flag, a bad flag value", text, re.M)
+
+
+def test_loss_flags_list_their_choices(capsys):
+    lines = option_lines(help_of("train", capsys=capsys))
+    for flag in ("--loss", "--aux-loss"):
+        assert "{" + ",".join(LOSSES) + "}" in lines[flag]
+    assert "[default: bce_dice]" in lines["--loss"]
+
+
+def test_pretrain_sources_shows_its_comma_form_and_a_readable_default(capsys):
+    line = option_lines(help_of("pretrain", capsys=capsys))["--pretrain-sources"]
+    assert "--pretrain-sources {unlabeled,train},..." in line
+    assert "(comma-separated) [default: unlabeled,train]" in line
+    assert "[" + "'" not in line  # no Python list repr
+
+
+def test_booleans_show_their_default_as_the_flag_to_type(capsys):
+    lines = option_lines(help_of("train", capsys=capsys))
+    assert "[default: --augment-images]" in lines["--augment-images"]
+    assert "[default: --no-feature-cache]" in lines["--feature-cache"]
+    assert "[default: None]" not in help_of("train", capsys=capsys)
+
+
+@pytest.mark.parametrize(("stage", "other"), [("train", "pretrain"), ("pretrain", "train")])
+def test_stage_flags_appear_only_on_their_stage(stage, other, capsys):
+    listed = option_lines(help_of(stage, capsys=capsys))
+    for dotted, owner in STAGE_ONLY.items():
+        assert (flag_name(dotted) in listed) == (owner == stage), dotted
+    shared = [d for d, _ in _fields(RunConfig) if d not in STAGE_ONLY]
+    assert all(flag_name(d) in listed for d in shared)
+
+
+def test_stage_only_names_real_fields():
+    assert set(STAGE_ONLY) <= {d for d, _ in _fields(RunConfig)}
+    assert set(STAGE_ONLY.values()) == {"train", "pretrain"}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "summarize", "serve"])
+def test_scoring_commands_explain_every_flag_and_show_defaults(command, capsys):
+    lines = option_lines(help_of(command, capsys=capsys))
+    for flag, line in lines.items():
+        text = re.sub(r"^(-\w, )?--[\w-]+( \S+)?", "", line).strip()
+        assert text, f"{command} {flag} has no help text"
+    assert "default: auto]" in lines["--device"]  # serve: [env MAGNETO_DEVICE; default: auto]
+    if command in ("evaluate", "summarize"):
+        assert "[default: 64]" in lines["--batch-size"]
+
+
+def test_every_command_has_help_and_errors_name_it(capsys):
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse's own table
+    for name in commands:
+        argv = [name, "nuswide"] if name == "prepare" else [name]
+        assert help_of(*argv, capsys=capsys).startswith(f"usage: magneto {' '.join(argv)}")
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--no-such-flag"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"magneto {' '.join(argv)}: error: ") and "\n" not in err

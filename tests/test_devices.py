@@ -1,0 +1,85 @@
+"""The bf16 + channels_last CPU backbone: on where the CPU has native bf16, off on request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from magneto import devices
+from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
+from magneto.infer.predictor import Predictor
+from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import speed_up_backbone
+from tests.conftest import tiny_config
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+
+
+def test_auto_means_the_bf16_backbone_only_on_a_capable_cpu(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.fast_cpu_backbone(cpu, "auto")
+    assert not devices.fast_cpu_backbone(cpu, "off") and not devices.fast_cpu_backbone(cuda)
+    tags_only = build_model(ModelConfig(vocab_size=5, architecture="tf-t"))
+    assert not speed_up_backbone(tags_only, cpu, "auto")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert not devices.fast_cpu_backbone(cpu, "auto")
+
+
+def test_the_flag_reads_the_cpu():
+    flags = Path("/proc/cpuinfo").read_text()
+    assert devices.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_bf16_backbone_keeps_the_answers(native_bf16, checkpoint, tiny_data):
+    _, images = tiny_data
+    fast = Predictor.from_checkpoint(checkpoint, device="cpu")
+    exact = Predictor.from_checkpoint(checkpoint, device="cpu", amp="off")
+    extractor = fast.model.image_extractor
+    assert extractor.cpu_bf16 and not exact.model.image_extractor.cpu_bf16
+    conv = next(p for p in extractor.trunk.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    words = load_checkpoint(checkpoint).vocabulary.words
+    paths = [p for p in sorted(images.rglob("*.jpg")) if p.stat().st_size > 2000][:12]
+    rng = np.random.default_rng(0)
+    agree = total = 0
+    for path in paths:
+        tags = [words[i] for i in rng.choice(len(words), 6, replace=False)]
+        a, b = fast.predict(path, tags), exact.predict(path, tags)
+        scores_a = [t.score for t in a.tags]
+        assert scores_a == pytest.approx([t.score for t in b.tags], abs=0.03)
+        agree += sum(x.kept == y.kept for x, y in zip(a.tags, b.tags, strict=True))
+        total += len(tags)
+    assert agree / total >= 0.95
+    # The trunk's output is float32 again, so the rest of the model runs as before.
+    images_in = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert extractor.trunk_features(images_in).dtype == torch.float32
+
+
+def test_training_uses_it_for_the_frozen_trunk_and_caches_apart(native_bf16, tiny_data, tmp_path):
+    data, images = tiny_data
+    cache = tmp_path / "cache"
+    for amp in ("auto", "off"):
+        from magneto.training import run_training
+
+        config = tiny_config(
+            data,
+            images,
+            tmp_path / amp,
+            epochs=1,
+            amp=amp,
+            feature_cache=True,
+            feature_cache_dir=str(cache),
+        )
+        result = run_training(config)
+        assert result.fit.history[0]["val_f1"] > 0
+    assert len(list(cache.iterdir())) == 2  # one cache key per precision
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "auto" / "best_f1.ckpt"))
+    assert model.image_extractor.cpu_bf16
