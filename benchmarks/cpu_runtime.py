@@ -142,10 +142,9 @@ def trained(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def answers(checkpoint: Path, data: Path, images: Path) -> dict[str, dict[str, float]]:
-    from magneto.training import evaluate_checkpoint
-
     from magneto.data.annotations import read_annotations
     from magneto.infer.predictor import ItemFailure, Predictor, PredictRequest
+    from magneto.training import evaluate_checkpoint
 
     records = read_annotations(data)
     requests = [PredictRequest(images / r.image_path, r.tags) for r in records]

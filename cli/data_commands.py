@@ -8,7 +8,6 @@ from dataclasses import asdict
 
 from magneto.cli.common import positive_int, print_json
 from magneto.cli.config_flags import field_checker, field_metavar
-
 from magneto.sources.nuswide import prepare_nuswide
 from magneto.sources.synthetic.benchmark import BenchConfig, generate_benchmark
 from magneto.sources.synthetic.generator import SynthConfig, generate

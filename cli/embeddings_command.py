@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from magneto.cli.common import non_negative_float, non_negative_int, positive_int
-
 from magneto.errors import MagnetoError
 
 MAX_MISSING_SHOWN = 20

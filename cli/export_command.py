@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from magneto.cli.common import print_json
-
 from magneto.infer.export import FORMATS
 
 

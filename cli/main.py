@@ -13,6 +13,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
+from magneto import __version__
 from magneto.cli import (
     data_commands,
     embeddings_command,
@@ -24,9 +27,6 @@ from magneto.cli import (
     summarize_command,
 )
 from magneto.cli.common import EXIT_FAILURE, OneLineParser, UsageError, usage_error
-from pydantic import ValidationError
-
-from magneto import __version__
 from magneto.config import validation_message
 from magneto.errors import MagnetoError
 

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 from magneto.cli.common import port_number, positive_int
-from magneto.configs import config_path
-
 from magneto.config import ConfigError, RunConfig, load_config
+from magneto.configs import config_path
 from magneto.data.annotations import read_annotations
 from magneto.sources.nuswide import prepare_nuswide
 from magneto.sources.synthetic.generator import SynthConfig, generate

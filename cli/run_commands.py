@@ -16,7 +16,6 @@ from magneto.cli.common import (
     unit_float,
 )
 from magneto.cli.config_flags import add_config_flags, overrides_from
-
 from magneto.config import ConfigError, RunConfig, load_config
 
 STAGES = {

@@ -52,10 +52,9 @@ def check_servable(settings: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from magneto.infer.checkpoint import CheckpointError
     from magneto.service.server import bind_socket, serve
     from magneto.service.settings import ServiceSettings
-
-    from magneto.infer.checkpoint import CheckpointError
 
     overrides = {k[len("svc__") :]: v for k, v in vars(args).items() if k.startswith("svc__")}
     settings = ServiceSettings(**overrides)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from magneto.pretraining.noise import RandomTagNoise
 from torch.utils.data import Dataset
 
 from magneto.config import ConfigError, RunConfig
 from magneto.data.dataset import EncodedItem
 from magneto.data.feature_store import CombinedFeatures
 from magneto.data.items import load_items
+from magneto.pretraining.noise import RandomTagNoise
 from magneto.train.run_data import data_dir, feature_store, make_dataset
 from magneto.train.stage import Stage, StageRun, run_stage, with_model
 from magneto.train.trainer import FitResult

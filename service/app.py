@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+
+from magneto.infer.predictor import Predictor
 from magneto.service.admission import Admission
 from magneto.service.errors import install_error_handlers
 from magneto.service.model_host import ModelHost
@@ -22,8 +24,6 @@ from magneto.service.routes import ROUTERS
 from magneto.service.schemas import with_limits
 from magneto.service.settings import ServiceSettings
 from magneto.service.slow_clients import BodyTimeout
-
-from magneto.infer.predictor import Predictor
 
 DESCRIPTION = (
     "Extractive Tags Summarization: send an image and its tags, get back the tags that matter. "

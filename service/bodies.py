@@ -15,15 +15,15 @@ import json
 import sys
 from typing import Any, TypeVar
 
-from magneto.service.errors import ApiError, describe
-from magneto.service.schemas import BatchJSON, SummarizeJSON, SummarizeMultipart
-from magneto.service.settings import ServiceSettings
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from magneto.infer.predictor import PredictRequest
+from magneto.service.errors import ApiError, describe
+from magneto.service.schemas import BatchJSON, SummarizeJSON, SummarizeMultipart
+from magneto.service.settings import ServiceSettings
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"

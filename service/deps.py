@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
+
 from magneto.service.errors import ApiError
 from magneto.service.model_host import ModelHost
 from magneto.service.settings import ServiceSettings

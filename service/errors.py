@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from magneto.service.schemas import ErrorResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from magneto.service.schemas import ErrorResponse
 
 _DOCUMENTED = {
     400: "bad input: no image, not an image, truncated image, no tags, malformed JSON or base64",

@@ -21,10 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from magneto.service.batching import ClientGone, MicroBatcher, NotRunning, QueueFull
-from magneto.service.errors import ApiError
-from magneto.service.observability import Metrics
-from magneto.service.settings import ServiceSettings
 from prometheus_client import Counter
 
 from magneto.errors import ImageError, ImageTooLargeError
@@ -36,6 +32,10 @@ from magneto.infer.predictor import (
     PreparedItem,
 )
 from magneto.infer.requests import header_pixels
+from magneto.service.batching import ClientGone, MicroBatcher, NotRunning, QueueFull
+from magneto.service.errors import ApiError
+from magneto.service.observability import Metrics
+from magneto.service.settings import ServiceSettings
 
 log = logging.getLogger("magneto.service")
 

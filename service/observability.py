@@ -12,8 +12,9 @@ import re
 import time
 import uuid
 
-from magneto.service.errors import ApiError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from magneto.service.errors import ApiError
 
 access_log = logging.getLogger("magneto.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+
+from magneto.errors import MagnetoError
 from magneto.service.app import create_app
 from magneto.service.settings import ServiceSettings
 from magneto.service.slow_clients import GuardedProtocol
-
-from magneto.errors import MagnetoError
 
 
 class PortUnavailable(MagnetoError):

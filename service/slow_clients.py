@@ -22,8 +22,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from magneto.service.errors import ApiError
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from magneto.service.errors import ApiError
 
 log = logging.getLogger("magneto.service")
 BODY_GRACE_S = 1.0  # the protocol's backstop waits this much longer than BodyTimeout

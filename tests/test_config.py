@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from magneto.configs import config_path
 
 from magneto.config import ConfigError, RunConfig, load_config, save_config
+from magneto.configs import config_path
 
 
 def test_defaults_then_file_then_overrides(tmp_path):

@@ -63,6 +63,7 @@ def test_bf16_backbone_keeps_the_answers(native_bf16, checkpoint, tiny_data):
         assert extractor.trunk_features(images_in).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_training_uses_it_for_the_frozen_trunk_and_caches_apart(native_bf16, tiny_data, tmp_path):
     data, images = tiny_data
     cache = tmp_path / "cache"

@@ -6,14 +6,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from magneto.training.data import supervised_datasets
-from magneto.training.transfer import init_from_pretrained
 from torch.utils.data import Dataset
 
 from magneto.config import ConfigError, RunConfig
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.train.stage import Stage, StageRun, run_stage
 from magneto.train.trainer import FitResult
+from magneto.training.data import supervised_datasets
+from magneto.training.transfer import init_from_pretrained
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
+
 from magneto.service.errors import ApiError
 
 ASSET_DIR = Path(str(files("fastapi_offline") / "static"))

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from magneto.service.deps import GUARDED, METRICS_GUARD, Host, Settings
 from magneto.service.errors import ApiError, error_responses
 from magneto.service.schemas import Health, ModelDescription, VocabularyPage
 from magneto.service.vocabulary_listing import VocabularyListing
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 MAX_VOCABULARY_PAGE = 1000
 

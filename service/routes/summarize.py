@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import magneto.service.bodies as bodies
 from fastapi import APIRouter, Request
+
+import magneto.service.bodies as bodies
+from magneto.infer.predictor import Prediction
 from magneto.service.bodies import JSON, MULTIPART
 from magneto.service.client_watch import ClientWatch
 from magneto.service.deps import GUARDED, Host, Settings
@@ -26,8 +28,6 @@ from magneto.service.schemas import (
     SummarizeResponse,
     request_body,
 )
-
-from magneto.infer.predictor import Prediction
 
 router = APIRouter(tags=["summarize"], dependencies=GUARDED, responses=error_responses())
 ONE = request_body({MULTIPART: SummarizeMultipart, JSON: SummarizeJSON})

@@ -87,6 +87,7 @@ def job(checkpoint, manifest, images, out, **extra) -> BulkJob:
         ("m.parquet", "r.parquet", 0),
     ],
 )
+@pytest.mark.slow
 def test_one_row_per_item_errors_in_place_in_every_format(
     library, checkpoint, tmp_path, manifest, out, workers
 ):
@@ -160,6 +161,7 @@ def _summarize(checkpoint, manifest, images, out) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_killed_and_rerun_loses_and_repeats_nothing(library, checkpoint, tmp_path):
     """SIGKILL mid-run, the same command again: the rows of an uninterrupted run, exactly."""
     images, rows = library

@@ -40,6 +40,7 @@ def assert_same_rows(got: list[dict], want: list[dict]) -> None:
 
 
 @pytest.mark.parametrize(("manifest", "out"), [("m.csv", "r.jsonl"), ("m.parquet", "r.parquet")])
+@pytest.mark.slow
 def test_ray_gives_the_rows_of_the_local_job(
     local_ray, library, checkpoint, tmp_path, manifest, out
 ):
@@ -58,6 +59,7 @@ def test_ray_gives_the_rows_of_the_local_job(
     assert not (tmp_path / f"{out}.parts").exists()
 
 
+@pytest.mark.slow
 def test_ray_resumes_where_a_job_stopped(local_ray, library, checkpoint, tmp_path):
     """Committed shards are skipped; the rest is scored on Ray and merged in order."""
     images, rows = library
@@ -87,6 +89,7 @@ def test_without_ray_the_engine_says_how_to_install_it(library, checkpoint, tmp_
     assert not (tmp_path / "r.jsonl.parts").exists()
 
 
+@pytest.mark.slow
 def test_cpu_actors_that_would_starve_decoding_are_refused(
     library, checkpoint, tmp_path, monkeypatch
 ):

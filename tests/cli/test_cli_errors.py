@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from magneto.cli.main import main
-from magneto.training.evaluate import EvaluationResult
 
+from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint, save_checkpoint
 from magneto.model import build_model
 from magneto.model.config import ModelConfig
 from magneto.train.metrics import SetMetrics
+from magneto.training.evaluate import EvaluationResult
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = ["sky", "sea", "sun", "dog", "cat", "tree"]
@@ -245,6 +245,7 @@ def test_an_unexpected_error_is_still_one_line(monkeypatch, capsys):
         (["serve", "--checkpoint", str(REPO / "README.md"), "--port", "0"], 1, "README.md"),
     ],
 )
+@pytest.mark.slow
 def test_the_console_command_prints_no_traceback(argv, status, expected):
     result = subprocess.run(
         [sys.executable, "-m", "magneto.cli.main", *argv],

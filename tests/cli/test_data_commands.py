@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from magneto.cli.main import main
 
 
@@ -64,6 +65,7 @@ def test_runtime_errors_give_one_line_and_exit_1(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     result = subprocess.run(
         [sys.executable, "-m", "magneto.cli.main", "--version"], capture_output=True, text=True

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import torch
-from magneto.cli.main import main
 
+from magneto.cli.main import main
 from magneto.config import RunConfig
 from magneto.data.vocabulary import Vocabulary
 from magneto.embeddings.initialise import init_embeddings
@@ -129,6 +129,7 @@ def test_gensim_narration_only_with_verbose(data, tmp_path, caplog):
     assert [r for r in caplog.records if r.name.startswith("gensim")]
 
 
+@pytest.mark.slow
 def test_command_output_has_no_gensim_lines(data, tmp_path):
     """The real process, with main's own logging set-up (pytest's would hide it)."""
     argv = train_argv(data, tmp_path / "v.bin")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from magneto.cli.config_flags import STAGE_ONLY, _fields, flag_name
 from magneto.cli.main import build_parser, main
-
 from magneto.config import RunConfig
 from magneto.train.loss_registry import LOSSES
 

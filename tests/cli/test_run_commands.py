@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from magneto.cli.main import main
 
+from magneto.cli.main import main
 from magneto.data.annotations import read_annotations
 from tests.conftest import config_flags
+from tests.readiness import wait_until_ready
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +20,7 @@ def cli_run(tiny_data, tmp_path_factory):
     return data, images, out
 
 
+@pytest.mark.slow
 def test_train_prints_where_the_checkpoints_are(cli_run, capsys):
     _, _, out = cli_run
     assert (out / "best_f1.ckpt").is_file()
@@ -149,6 +151,7 @@ def test_bad_values_in_a_run_that_needs_data(cli_run, capsys, tmp_path):
     assert (out / "latest.ckpt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_quickstart_runs_end_to_end_and_reruns(tmp_path, capsys):
     workdir = tmp_path / "qs"
     argv = [
@@ -188,12 +191,12 @@ def test_quickstart_runs_end_to_end_and_reruns(tmp_path, capsys):
     assert (other / "notes.txt").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_quickstart_ends_by_serving_the_model(tmp_path):
     import os
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import httpx
@@ -227,14 +230,9 @@ def test_quickstart_ends_by_serving_the_model(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        ready = wait_until_ready(url, timeout=240, alive=lambda: proc.poll() is None, interval=0.5)
         assert proc.poll() is None, "quickstart exited instead of serving"
+        assert ready, "quickstart did not become ready"
         record = read_annotations(tmp_path / "q" / "prepared" / "train.csv")[6]
         image = (tmp_path / "q" / "raw" / "Flickr" / record.image_path).read_bytes()
         response = httpx.post(

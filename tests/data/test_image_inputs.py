@@ -84,6 +84,7 @@ def test_combined_features_first_store_wins(store, tmp_path):
     assert isinstance(both.get("0"), torch.Tensor)
 
 
+@pytest.mark.slow
 def test_the_cache_reader_does_not_import_the_dataset():
     code = "import sys, magneto.data.feature_store; print('magneto.data.dataset' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

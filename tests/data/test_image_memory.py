@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # measures a subprocess's memory
+
 REPO = Path(__file__).resolve().parents[2]
 SIDE = 6300
 

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from tests.readiness import wait_until_ready
 from tests.service.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,6 +182,7 @@ def _entry_env(**extra: str) -> dict[str, str]:
     return {**env, "PATH": bin_dir + os.pathsep + env["PATH"], "PYTHONPATH": str(REPO), **extra}
 
 
+@pytest.mark.slow
 def test_entry_script_starts_the_server_with_a_real_checkpoint(checkpoint, tiny_data):
     port = free_port()
     proc = subprocess.Popen(
@@ -194,16 +195,9 @@ def test_entry_script_starts_the_server_with_a_real_checkpoint(checkpoint, tiny_
         text=True,
     )
     try:
-        deadline = time.time() + 90
-        ready = None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        assert ready is not None and ready.json() == {"status": "ready"}
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until_ready(url, timeout=90, alive=lambda: proc.poll() is None, interval=0.3)
+        assert httpx.get(url + "/readyz", timeout=5).json() == {"status": "ready"}
         # The smoke script's request and checks (docker/smoke.sh runs the same against images).
         data, images = tiny_data
         asked = subprocess.run(
@@ -283,6 +277,7 @@ def test_entry_script_refuses_an_unreadable_checkpoint():
     assert "is not readable by uid" in result.stderr
 
 
+@pytest.mark.slow
 def test_other_commands_pass_through():
     result = subprocess.run(
         ["sh", str(ENTRYPOINT), "magneto", "--version"],
@@ -294,6 +289,7 @@ def test_other_commands_pass_through():
     assert result.returncode == 0 and result.stdout.startswith("magneto ")
 
 
+@pytest.mark.slow
 def test_train_runs_magneto_train_on_one_device():
     for env in ({"MAGNETO_NPROC": "1"}, {}):  # {}: counts the GPUs itself (none here)
         result = subprocess.run(

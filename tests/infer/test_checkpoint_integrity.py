@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from magneto.cli.main import main
 
+from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import (
     DIGEST_KEY,
@@ -102,6 +102,7 @@ def test_every_written_checkpoint_carries_a_digest_of_all_its_tensors(run_dir):
     assert tensor_digest(payload) != stored
 
 
+@pytest.mark.slow
 def test_an_imported_reference_checkpoint_gets_a_digest(tmp_path):
     from tests.infer.test_reference_import import reference_state, save_reference, save_vocab
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from magneto.cli.main import main
 
+from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint, save_checkpoint
 from magneto.infer.export import PaddedModel, export_model
@@ -115,6 +115,7 @@ SHAPES = [[1], [5, 1, 7, 3], [4, 9, 2], [6, 6, 0]]
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.slow
 def test_exported_model_matches_eager(exported, architecture, fmt):
     model, result, run = exported(architecture, fmt)
     names = [spec["name"] for spec in result.metadata["outputs"]]
@@ -261,6 +262,7 @@ def read_pbtxt(text: str) -> dict:
 TRITON_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 
 
+@pytest.mark.slow
 def test_triton_config_matches_the_exported_onnx(tmp_path):
     ckpt = write_checkpoint(small_model("magneto"), tmp_path / "m.ckpt", input_size=112)
     result = export_model(ckpt, "onnx", tmp_path / "magneto" / "1" / "model.onnx")

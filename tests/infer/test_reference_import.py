@@ -19,9 +19,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from magneto.cli.main import main
 from torch import nn
 
+from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from magneto.infer.predictor import Predictor, PredictRequest
@@ -248,6 +248,7 @@ def test_imported_model_computes_what_the_reference_computes(imported):
         torch.testing.assert_close(ours[real], values, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_round_trip_through_the_checkpoint_predictor_and_cli(imported, tmp_path, capsys):
     _, ref, vocab, result = imported
     path = save_checkpoint(result.checkpoint, tmp_path / "imported.ckpt")
@@ -343,6 +344,7 @@ def test_a_file_with_other_objects_is_refused_unopened(tmp_path):
     assert "\n" not in message and SNEAKY_CALLS == []
 
 
+@pytest.mark.slow
 def test_numpy1_files_namespace_configs_and_default_heads(tmp_path):
     """Files written under numpy 1 name numpy.core.multiarray.scalar; a Namespace config is
     a harmless attribute bag; without heads in the config, the paper's value is used."""
@@ -407,16 +409,17 @@ def test_the_large_scale_resnet50_config_maps_completely():
     assert all(converted[k].shape == target[k].shape for k in target)
 
 
+@pytest.mark.slow
 def test_an_imported_checkpoint_is_served_and_exported(imported, tmp_path):
     """The issue's round trip: the service answers with it, and it exports (float32 parity)."""
     import base64
 
     import onnxruntime as ort
     from fastapi.testclient import TestClient
-    from magneto.service.app import create_app
-    from magneto.service.settings import ServiceSettings
 
     from magneto.infer.export import export_model
+    from magneto.service.app import create_app
+    from magneto.service.settings import ServiceSettings
 
     path = save_checkpoint(imported[3].checkpoint, tmp_path / "imported.ckpt")
     image = write_jpeg(tmp_path / "photo.jpg", (160, 120)).read_bytes()

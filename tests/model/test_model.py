@@ -160,6 +160,7 @@ def test_local_backbone_state_dict_file_is_loaded(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_bad_backbone_files_are_refused(tmp_path):
     wrong = tmp_path / "r50.pth"
     torch.save(models.resnet50().state_dict(), wrong)

@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from magneto.pretraining import run_pretraining
-from magneto.pretraining.noise import RandomTagNoise
-from magneto.training import run_training
-from magneto.training.transfer import COPIED_BLOCKS, init_from_pretrained
 
 from magneto.config import ConfigError
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.model import build_model
+from magneto.pretraining import run_pretraining
+from magneto.pretraining.noise import RandomTagNoise
+from magneto.training import run_training
+from magneto.training.transfer import COPIED_BLOCKS, init_from_pretrained
 from tests.conftest import tiny_config
 
 
@@ -44,6 +44,7 @@ def pretrained(tiny_data, tmp_path_factory):
     return run_pretraining(tiny_config(data, images, out, pretrain_epochs=2))
 
 
+@pytest.mark.slow
 def test_pretraining_writes_a_gate_less_checkpoint(pretrained):
     ckpt = load_checkpoint(pretrained.checkpoint)
     assert pretrained.checkpoint.name == "pretrain.ckpt"
@@ -93,6 +94,7 @@ def test_fine_tuning_copies_exactly_the_named_blocks(pretrained, tiny_data):
         init_from_pretrained(wider, ckpt, ckpt.vocabulary)
 
 
+@pytest.mark.slow
 def test_train_init_from_runs_and_nothing_is_frozen(pretrained, tiny_data, tmp_path):
     data, images = tiny_data
     result = run_training(
@@ -117,6 +119,7 @@ def test_pretraining_needs_its_sources(tiny_data, tmp_path):
         run_pretraining(tiny_config(partial, images, tmp_path / "p"))
 
 
+@pytest.mark.slow
 def test_pretraining_with_the_cache_computes_each_images_features_once(
     tiny_data, tmp_path, monkeypatch
 ):

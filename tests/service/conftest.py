@@ -7,11 +7,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.readiness import wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "test-key-123"
@@ -51,17 +52,11 @@ def start_server(checkpoint: Path, *flags: str, env: dict[str, str] | None = Non
     )
     proc.log = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"server exited: {log.read()[-2000:]}")
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    if wait_until_ready(url, timeout=90, alive=lambda: proc.poll() is None):
+        return proc, url
+    if proc.poll() is not None:
+        log.seek(0)
+        raise RuntimeError(f"server exited: {log.read()[-2000:]}")
     proc.kill()
     raise RuntimeError("server did not become ready")
 
@@ -91,3 +86,10 @@ def server(checkpoint):
 def client(server):
     with httpx.Client(base_url=server, headers={"X-API-Key": API_KEY}, timeout=60) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items):
+    """A test that talks to the session's server process starts it: slow, like the others."""
+    for item in items:
+        if {"server", "client"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
 import torch
 from fastapi import FastAPI
-from magneto.service.app import create_app
-from magneto.service.server import bind_socket, build_server
-from magneto.service.settings import ServiceSettings
 from PIL import Image
 
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint
 from magneto.infer.predictor import Predictor
 from magneto.model import ModelConfig, build_model
+from magneto.service.app import create_app
+from magneto.service.server import bind_socket, build_server
+from magneto.service.settings import ServiceSettings
+from tests.readiness import wait_until_ready
 
 WORDS = ["sky", "clouds", "sun", "water", "beach", "dog", "cat", "tree", "grass", "road"]
 
@@ -55,16 +54,8 @@ def serving(settings: ServiceSettings, predictor: Predictor) -> Iterator[tuple[s
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the in-thread server did not become ready")
-            time.sleep(0.05)
+        if not wait_until_ready(url, timeout=120, alive=thread.is_alive, interval=0.05):
+            raise RuntimeError("the in-thread server did not become ready")
         yield url, app
     finally:
         server.should_exit = True

@@ -42,6 +42,7 @@ def _scores(body: dict) -> list[float | None]:
     return [t["score"] for t in body["tags"]]
 
 
+@pytest.mark.slow
 def test_health_readiness_model_and_metrics(client, checkpoint):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
@@ -428,6 +429,7 @@ def test_api_key(server, samples):
         assert right.status_code == 200
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(client, server, samples):
     requests = [(raw, tags[: 1 + i % len(tags)]) for i, (raw, tags) in enumerate(samples * 3)][:32]
     singles = []

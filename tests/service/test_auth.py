@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 from fastapi.testclient import TestClient
-from magneto.service.app import create_app
-from magneto.service.settings import ServiceSettings
 from pydantic import SecretStr, ValidationError
 
 from magneto.infer.predictor import Predictor
+from magneto.service.app import create_app
+from magneto.service.settings import ServiceSettings
 from tests.service.conftest import REPO, serve_argv
 
 KEY = "metrics-key"
@@ -60,6 +60,7 @@ def _serve(checkpoint, *flags: str, env: dict[str, str] | None = None):
     ],
     ids=["flag-blank", "env-blank", "flag-padded", "env-padded"],
 )
+@pytest.mark.slow
 def test_magneto_serve_refuses_a_blank_or_padded_key_in_one_line(checkpoint, flags, env, status):
     result = _serve(checkpoint, "--port", "0", *flags, env=env)
     assert result.returncode == status, result.stderr

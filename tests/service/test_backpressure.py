@@ -10,11 +10,11 @@ import time
 
 import httpx
 import pytest
+
+from magneto.infer.predictor import Predictor
 from magneto.service.admission import Admission
 from magneto.service.batching import QueueFull
 from magneto.service.settings import ServiceSettings
-
-from magneto.infer.predictor import Predictor
 from tests.service.live_server import jpeg_bytes, serving, tiny_checkpoint
 
 PASS_S = 0.25  # each forward pass of the slow model takes at least this
@@ -46,6 +46,7 @@ async def burst(url: str, count: int) -> list[tuple[httpx.Response, float]]:
         return await asyncio.gather(*(one() for _ in range(count)))
 
 
+@pytest.mark.slow
 def test_an_overloaded_service_answers_503_with_retry_after_and_bounds_the_wait():
     predictor = SlowPredictor(tiny_checkpoint(), device="cpu")
     settings = ServiceSettings(

@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import pytest
+
 from magneto.service.batching import ClientGone, MicroBatcher, Pace, QueueFull
 
 

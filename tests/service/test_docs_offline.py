@@ -6,11 +6,11 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import sync_playwright
+
 from magneto.service.app import create_app
 from magneto.service.routes.docs import CSP
 from magneto.service.settings import ServiceSettings
-from playwright.sync_api import sync_playwright
-
 from tests.service.test_page import ARGS, CHROMIUM
 
 LOCAL = {"127.0.0.1", "localhost"}
@@ -86,6 +86,7 @@ def _offline_page(browser):
     return context, context.new_page(), requested, blocked
 
 
+@pytest.mark.slow
 def test_swagger_ui_renders_without_internet(browser, server):
     context, page, requested, blocked = _offline_page(browser)
     try:
@@ -100,6 +101,7 @@ def test_swagger_ui_renders_without_internet(browser, server):
     assert any(url.endswith("/openapi.json") for url in requested)
 
 
+@pytest.mark.slow
 def test_redoc_renders_without_internet(browser, server):
     context, page, requested, blocked = _offline_page(browser)
     try:

@@ -55,6 +55,7 @@ def _abandoned(url: str) -> tuple[float, float]:
     return _metric(url, name, stage="decode"), _metric(url, name, stage="model")
 
 
+@pytest.mark.slow
 def test_a_batch_over_the_pixel_budget_is_refused_before_decoding(costly, huge_item):
     url, _ = costly
     eleven = {"items": [huge_item] * 11}  # 11 x 39.7 M pixels > 400 M
@@ -75,6 +76,7 @@ def test_a_huge_16_bit_image_within_the_budgets_is_scored(costly, huge_item):
     assert [t["tag"] for t in result["tags"]] == [word]
 
 
+@pytest.mark.slow
 def test_work_stops_when_the_client_hangs_up(costly, huge_item):
     url, _ = costly
     forward_passes = _metric(url, "magneto_batch_size_count")

@@ -11,12 +11,13 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from magneto.cli.main import main
-from magneto.service.app import create_app
-from magneto.service.settings import ServiceSettings
 
+from magneto.cli.main import main
 from magneto.data.annotations import read_annotations
 from magneto.infer.predictor import Predictor
+from magneto.service.app import create_app
+from magneto.service.settings import ServiceSettings
+from tests.readiness import wait_until_ready
 from tests.service.conftest import free_port, start_server
 
 
@@ -27,6 +28,7 @@ def sample(tiny_data):
     return (images / record.image_path).read_bytes(), ",".join(record.tags)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests(checkpoint, sample):
     proc, url = start_server(checkpoint)
     raw, tags = sample
@@ -71,16 +73,12 @@ def _serve_in_thread(app) -> tuple[uvicorn.Server, str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return server, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if wait_until_ready(url, timeout=30, alive=thread.is_alive, interval=0.1):
+        return server, url
     raise RuntimeError("in-process server did not start")
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_503_and_the_rest_are_served(checkpoint, sample):
     from magneto.infer.checkpoint import load_checkpoint
 

@@ -28,6 +28,7 @@ def browser():
         browser.close()
 
 
+@pytest.mark.slow
 def test_upload_an_image_and_see_kept_and_dropped_tags(browser, server, tiny_data, tmp_path):
     data, images = tiny_data
     record = read_annotations(data / "train.csv")[6]
@@ -108,6 +109,7 @@ def test_unknown_tags_are_shown_apart_from_dropped_ones(browser, server, tiny_da
     assert "1 \u2212 \u03b1" in page.inner_text("#alpha-help")  # "1 minus alpha"
 
 
+@pytest.mark.slow
 def test_the_threshold_used_is_shown(browser, server, tiny_data):
     data, images = tiny_data
     record = read_annotations(data / "train.csv")[6]
@@ -128,6 +130,7 @@ def test_the_threshold_used_is_shown(browser, server, tiny_data):
     assert page.inner_text("#threshold-used") == "Threshold used: 0.250 (yours); top k: 2"
 
 
+@pytest.mark.slow
 def test_the_api_key_is_kept_out_of_local_storage_unless_remembered(browser, server):
     context = browser.new_context()
     page = context.new_page()
@@ -158,6 +161,7 @@ def test_the_api_key_is_kept_out_of_local_storage_unless_remembered(browser, ser
     context.close()
 
 
+@pytest.mark.slow
 def test_known_tags_are_offered_from_the_vocabulary(browser, server):
     page = browser.new_page()
     page.goto(server + "/")

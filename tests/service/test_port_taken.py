@@ -13,6 +13,8 @@ from magneto.infer.checkpoint import save_checkpoint
 from tests.service.conftest import REPO, serve_argv
 from tests.service.live_server import tiny_checkpoint
 
+pytestmark = pytest.mark.slow  # starts servers, subprocesses or training runs
+
 
 def serve_on(port: int, checkpoint) -> subprocess.CompletedProcess:
     return subprocess.run(

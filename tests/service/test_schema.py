@@ -15,6 +15,7 @@ import io
 import random
 from collections import Counter
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -31,6 +32,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.service.conftest import API_KEY
+
+pytestmark = pytest.mark.slow  # starts servers, subprocesses or training runs
 
 CHECKS = [
     not_a_server_error,

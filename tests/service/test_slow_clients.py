@@ -15,10 +15,12 @@ import time
 
 import httpx
 import pytest
-from magneto.service.settings import ServiceSettings
 
 from magneto.infer.predictor import Predictor
+from magneto.service.settings import ServiceSettings
 from tests.service.live_server import serving, tiny_checkpoint
+
+pytestmark = pytest.mark.slow  # starts servers, subprocesses or training runs
 
 HEADER_S = 1.0
 BODY_S = 1.0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+
+from magneto.data.vocabulary import normalize_tag
+from magneto.infer.predictor import Predictor
 from magneto.service.app import create_app
 from magneto.service.routes.operations import MAX_VOCABULARY_PAGE
 from magneto.service.settings import ServiceSettings
 from magneto.service.vocabulary_listing import VocabularyListing
-
-from magneto.data.vocabulary import normalize_tag
-from magneto.infer.predictor import Predictor
 
 KEY = "vocabulary-key"
 URL = "/v1/model/vocabulary"

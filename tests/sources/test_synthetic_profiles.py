@@ -10,10 +10,10 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from magneto.cli.main import main
 from PIL import Image
 from pydantic import ValidationError
 
+from magneto.cli.main import main
 from magneto.data.annotations import read_annotations
 from magneto.data.vocabulary import Vocabulary
 from magneto.sources.nuswide import prepare_nuswide
@@ -110,6 +110,7 @@ def test_vocabularies():
         assert len({tuple(c) for c in codes}) == len(codes)
 
 
+@pytest.mark.slow
 def test_nuswide_statistics_and_unchanged_preparation(nus):
     raw, prepared, summary, prep = nus
     assert (raw / "ConceptsList" / "Concepts81.txt").read_text().split() == list(CONCEPTS81)
@@ -125,6 +126,7 @@ def test_nuswide_statistics_and_unchanged_preparation(nus):
     assert stats["top10_share"] > 0.5  # a long tail: 9 concepts hold most tag occurrences
 
 
+@pytest.mark.slow
 def test_large_scale_statistics_and_prepared_files(large):
     data, summary = large
     stats = _stats(data)
@@ -175,6 +177,7 @@ def test_tags_carry_signal(nus, large):
     assert g["tag_only"] > g["keep_all"] + 0.08
 
 
+@pytest.mark.slow
 def test_pictures_carry_signal_and_neither_stream_alone_reaches_the_top(nus, large):
     raw, prepared = nus[0], nus[1]
     n = _signal(prepared, raw / "tag_kinds.csv", images=raw / "Flickr")
@@ -236,6 +239,7 @@ def test_deterministic_per_seed(tmp_path, profile):
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_worker_processes_do_not_change_the_bytes(tmp_path):
     config = _config("large-scale", items=280, unlabeled=0, seed=1, image_size=32)
     generate_benchmark(config, tmp_path / "one")
@@ -243,6 +247,7 @@ def test_worker_processes_do_not_change_the_bytes(tmp_path):
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
 
 
+@pytest.mark.slow
 def test_cli_profiles(tmp_path, capsys):
     raw, prepared = tmp_path / "raw", tmp_path / "prepared"
     argv = ["synth", "--profile", "nuswide", "--out", str(raw), "--items", "40"]

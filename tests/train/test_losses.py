@@ -151,6 +151,7 @@ def test_total_loss_parts_follow_the_model():
     assert set(TotalLoss(base)(baseline, targets, mask)[1]) == {"final"}
 
 
+@pytest.mark.slow
 def test_total_loss_trains_every_architecture():
     torch.manual_seed(0)
     images = torch.randn(4, 3, 64, 64)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from magneto.cli.main import main
-from magneto.training import run_training
 
+from magneto.cli.main import main
 from magneto.config import ConfigError, RunConfig, load_config
 from magneto.data.annotations import read_annotations
 from magneto.errors import ImageError
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.infer.predictor import Predictor, PredictRequest
 from magneto.train.metrics import set_metrics
+from magneto.training import run_training
 from tests.conftest import config_flags, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +36,7 @@ def trained(tiny_data, tmp_path_factory):
     return result, data, images
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_every_output(trained):
     result, _, _ = trained
     out = result.out
@@ -130,6 +131,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "magneto.cli.main", *args]
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_state(tiny_data, tmp_path):
     """SIGKILL mid-run, --resume, and compare with an uninterrupted run: bit for bit.
 
@@ -215,6 +217,7 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained, tmp_path, 
     assert _files(run) == before  # not even config.yaml or final.json rewritten
 
 
+@pytest.mark.slow
 def test_a_resumed_run_says_where_it_continues_and_counts_epochs_from_1(trained, tmp_path, caplog):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -261,6 +264,7 @@ def test_curves_count_epochs_from_1_under_a_title_naming_stage_run_and_metrics(
     assert list(fig.axes[0].lines[0].get_xdata()) == [1, 2]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_end_with_identical_weights(tiny_data, tmp_path):
     data, images = tiny_data
     out = tmp_path / "ddp"
@@ -289,6 +293,7 @@ def test_torchrun_two_processes_end_with_identical_weights(tiny_data, tmp_path):
     assert metrics["val_items"] == ckpt.metrics["val_items"] > 0
 
 
+@pytest.mark.slow
 def test_the_feature_cache_gives_the_same_losses(tiny_data, tmp_path):
     """In float32 (``amp off``): a bf16 trunk's output depends a little on the batch size."""
     data, images = tiny_data
@@ -336,6 +341,7 @@ def test_the_feature_cache_gives_the_same_losses(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["ff", "tf-t", "tf-it"])
+@pytest.mark.slow
 def test_baselines_train(tiny_data, tmp_path, arch):
     data, images = tiny_data
     config = tiny_config(data, images, tmp_path / arch, epochs=1)
