@@ -137,7 +137,8 @@ def peak_rss(workdir: Path, rows: int) -> tuple[float, float]:
 
     from magneto.data.vocabulary import Vocabulary
     from magneto.infer.checkpoint import Checkpoint, save_checkpoint
-    from magneto.model import ModelConfig, build_model
+    from magneto.model.architectures import build_model
+    from magneto.model.config import ModelConfig
     from magneto.sources.synthetic.scenes import CONCEPTS81
 
     checkpoint = workdir / "tags-only.ckpt"

@@ -142,7 +142,7 @@ def trained(workdir: Path) -> tuple[Path, Path, Path]:
 
 
 def answers(checkpoint: Path, data: Path, images: Path) -> dict[str, dict[str, float]]:
-    from magneto.data.annotations import read_annotations
+    from magneto.data.annotation_files import read_annotations
     from magneto.infer.predictor import ItemFailure, Predictor, PredictRequest
     from magneto.training import evaluate_checkpoint
 

@@ -48,7 +48,8 @@ def build_checkpoint(directory: Path) -> Path:
 
     from magneto.data.vocabulary import Vocabulary
     from magneto.infer.checkpoint import Checkpoint, save_checkpoint
-    from magneto.model import ModelConfig, build_model
+    from magneto.model.architectures import build_model
+    from magneto.model.config import ModelConfig
     from magneto.sources.synthetic.scenes import CONCEPTS81
 
     torch.manual_seed(0)

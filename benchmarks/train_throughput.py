@@ -34,7 +34,8 @@ def _setup(threads: int):
     import torch
     from torch import nn
 
-    from magneto.model import ModelConfig, build_model
+    from magneto.model.architectures import build_model
+    from magneto.model.config import ModelConfig
     from magneto.train.loss_registry import build_loss
     from magneto.train.total_loss import TotalLoss
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import asdict
+from pathlib import Path
 
-from magneto.cli.common import positive_int, print_json
+from pydantic import ValidationError
+
+from magneto.cli.common import UsageError, positive_int, print_json
 from magneto.cli.config_flags import field_checker, field_metavar
-from magneto.sources.nuswide import prepare_nuswide
-from magneto.sources.synthetic.benchmark import BenchConfig, generate_benchmark
-from magneto.sources.synthetic.generator import SynthConfig, generate
-from magneto.sources.synthetic.profiles import PROFILES, profile_config
+from magneto.config import validation_message
+from magneto.sources.own import OwnDataSettings
+from magneto.sources.synthetic.generator import SynthConfig
+from magneto.sources.synthetic.profiles import PROFILES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,6 +102,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     nus.add_argument("--json", action="store_true", help="print the summary as JSON")
     nus.set_defaults(handler=run_prepare_nuswide)
 
+    own = kinds.add_parser(
+        "own",
+        help="your own annotations (CSV, JSONL or Parquet) and image folder",
+        description="Check, split and write your own annotations for training: vocab.csv "
+        "(tags of train and unlabeled, normalised as everywhere else), train.csv, val.csv and "
+        "test.csv (labelled items, split by a hash of the seed and the item id, so an item "
+        "keeps its split when rows are added), unlabeled.csv (items without important_tags or "
+        "label, for pre-training) and report.json. Columns: item_id, tags, important_tags or "
+        "label, optional image (relative to --images; default <item_id>.jpg). Rows that "
+        "cannot be used are dropped and reported with their file:line and reason.",
+    )
+    own.add_argument(
+        "--annotations",
+        required=True,
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="annotation files: .csv, .jsonl/.ndjson or .parquet",
+    )
+    own.add_argument("--images", type=Path, metavar="DIR", help="the folder the images are under")
+    own.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to write")
+    for flag, name in (
+        ("--val-fraction", "val_fraction"),
+        ("--test-fraction", "test_fraction"),
+        ("--seed", "seed"),
+        ("--min-count", "min_count"),
+        ("--max-vocab", "max_vocab"),
+        ("--max-len", "max_len"),
+    ):
+        info = OwnDataSettings.model_fields[name]
+        own.add_argument(
+            flag,
+            dest=name,
+            type=field_checker(OwnDataSettings, name),
+            default=info.default,
+            metavar=field_metavar(info.annotation),
+            help=info.description,
+        )
+    own.add_argument(
+        "--check-images",
+        choices=("none", "exists", "decode"),
+        default="exists",
+        help="drop items whose image is missing (exists) or also fails to decode (decode); "
+        "none: do not look (tags-only data)",
+    )
+    own.add_argument(
+        "--workers",
+        type=positive_int,
+        default=max(1, (os.cpu_count() or 1)),
+        metavar="N",
+        help="processes for --check-images decode",
+    )
+    own.add_argument("--overwrite", action="store_true", help="replace earlier prepared files")
+    own.add_argument("--json", action="store_true", help="print the report as JSON")
+    own.set_defaults(handler=run_prepare_own)
+
 
 def _report(title: str, lines: list[str], payload: object, as_json: bool) -> None:
     if as_json:
@@ -120,10 +179,15 @@ def run_synth(args: argparse.Namespace) -> int:
         **sizes,
     )
     if args.profile == "image-only":
+        from magneto.sources.synthetic.generator import generate
+
         summary = generate(SynthConfig(**common), args.out, overwrite=args.overwrite)
         title = f"synthetic NUS-WIDE layout written to {args.out}"
         _report(title, summary.lines(), asdict(summary), args.json)
         return 0
+    from magneto.sources.synthetic.benchmark import BenchConfig, generate_benchmark
+    from magneto.sources.synthetic.profiles import profile_config
+
     config = BenchConfig(profile=profile_config(args.profile), workers=args.workers, **common)
     bench = generate_benchmark(config, args.out, overwrite=args.overwrite)
     if bench.layout == "prepared":
@@ -135,6 +199,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_prepare_nuswide(args: argparse.Namespace) -> int:
+    from magneto.sources.nuswide import prepare_nuswide
+
     summary = prepare_nuswide(
         args.root,
         args.out,
@@ -145,4 +211,32 @@ def run_prepare_nuswide(args: argparse.Namespace) -> int:
     )
     title = f"prepared dataset written to {args.out} (images under {summary.image_root})"
     _report(title, summary.lines(), asdict(summary), args.json)
+    return 0
+
+
+def run_prepare_own(args: argparse.Namespace) -> int:
+    from magneto.sources.own import prepare_own
+
+    if args.images is None and args.check_images != "none":
+        raise UsageError("pass --images DIR (or --check-images none for data without images)")
+    try:
+        settings = OwnDataSettings(
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            min_count=args.min_count,
+            max_vocab=args.max_vocab,
+            max_len=args.max_len,
+            image_check=args.check_images,
+            workers=args.workers,
+        )
+    except ValidationError as exc:  # flags that contradict each other: a usage error
+        raise UsageError(validation_message(exc)) from None
+    report = prepare_own(
+        args.annotations, args.out, images=args.images, settings=settings, overwrite=args.overwrite
+    )
+    title = f"prepared dataset written to {args.out}"
+    if args.images:
+        title += f" (train with --data {args.out} --images {args.images})"
+    _report(title, report.lines(), report.as_dict(), args.json)
     return 0

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from magneto.cli.common import print_json
-from magneto.infer.export import FORMATS
+
+# magneto.infer.export.FORMATS, named here so that --help does not import torch (tested)
+EXPORT_FORMATS = ("onnx", "torchscript")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--checkpoint", required=True, type=Path)
     cmd.add_argument(
-        "--format", required=True, choices=FORMATS, dest="fmt", help="the file format to write"
+        "--format",
+        required=True,
+        choices=EXPORT_FORMATS,
+        dest="fmt",
+        help="the file format to write",
     )
     cmd.add_argument("--out", required=True, type=Path, help="the model file to write")
     cmd.add_argument("--overwrite", action="store_true", help="replace FILE and FILE.json")

@@ -17,9 +17,6 @@ from pathlib import Path
 from magneto.cli.common import port_number, positive_int
 from magneto.config import ConfigError, RunConfig, load_config
 from magneto.configs import config_path
-from magneto.data.annotations import read_annotations
-from magneto.sources.nuswide import prepare_nuswide
-from magneto.sources.synthetic.generator import SynthConfig, generate
 
 MARKER = ".magneto-quickstart"
 
@@ -68,6 +65,10 @@ def run_quickstart(args: argparse.Namespace) -> int:
     raw, prepared, runs = workdir / "raw", workdir / "prepared", workdir / "runs"
 
     _stage("1/5 synthetic NUS-WIDE", started)
+    from magneto.data.annotation_files import read_annotations
+    from magneto.sources.nuswide import prepare_nuswide
+    from magneto.sources.synthetic.generator import SynthConfig, generate
+
     synth = generate(SynthConfig(items=args.items, unlabeled=args.items // 4, seed=args.seed), raw)
     print("\n".join(f"  {line}" for line in synth.lines()))
 

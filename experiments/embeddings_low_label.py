@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paper_tables import REPO, evaluate, fmt, magneto, set_config, synthetic_split, train
 
 from magneto.config import RunConfig, load_config
-from magneto.data.annotations import read_annotations, write_annotations
+from magneto.data.annotation_files import read_annotations, write_annotations
 
 CONFIG = REPO / "configs" / "large-scale-cpu.yaml"
 SPLIT_FILES = ("val.csv", "vocab.csv")

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from magneto.data.annotations import read_annotations  # noqa: E402
+from magneto.data.annotation_files import read_annotations  # noqa: E402
 from magneto.infer.predictor import Prediction, Predictor  # noqa: E402
 
 CONFIG = REPO / "configs" / "synthetic.yaml"

@@ -42,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     # data
     "Vocabulary": "magneto.data.vocabulary",
     "TagAugmentation": "magneto.data.augment",
-    "read_annotations": "magneto.data.annotations",
+    "read_annotations": "magneto.data.annotation_files",
     # losses
     "build_loss": "magneto.train.loss_registry",
     # errors
@@ -75,7 +75,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from magneto.config import RunConfig, load_config
-    from magneto.data.annotations import read_annotations
+    from magneto.data.annotation_files import read_annotations
     from magneto.data.augment import TagAugmentation
     from magneto.data.vocabulary import Vocabulary
     from magneto.errors import MagnetoError

@@ -21,10 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from magneto.devices import check_device
 from magneto.errors import ConfigError
 from magneto.model.config import ModelConfig
-from magneto.train.loss_registry import LossName, check_loss
+from magneto.train.loss_names import LossName
 
 C = TypeVar("C", bound=BaseModel)
 LossParam = float | int | bool | str | None
@@ -130,6 +129,8 @@ class RunConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
+        from magneto.devices import check_device  # torch: only when a config is built
+
         return check_device(value)
 
     @field_validator("loss", "aux_loss", mode="before")
@@ -163,6 +164,8 @@ class RunConfig(BaseModel):
     @model_validator(mode="after")
     def _losses_build(self) -> RunConfig:
         """A bad loss parameter is found now, not after the data has loaded."""
+        from magneto.train.loss_registry import check_loss  # torch: only when a config is built
+
         check_loss(self.loss, self.loss_params)
         if self.aux_loss is not None:
             check_loss(self.aux_loss, self.aux_loss_params or {})

@@ -11,8 +11,8 @@ import torch
 from magneto import devices
 from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
 from magneto.infer.predictor import Predictor
-from magneto.model import ModelConfig, build_model
-from magneto.model.architectures import speed_up_backbone
+from magneto.model.architectures import build_model, speed_up_backbone
+from magneto.model.config import ModelConfig
 from tests.conftest import tiny_config
 
 

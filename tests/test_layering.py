@@ -45,7 +45,12 @@ ALLOWED["magneto.cli"] = set(ALLOWED)
 
 SERVING = ("magneto.infer", "magneto.bulk", "magneto.service")
 TRAINING = ("magneto.train", "magneto.training", "magneto.pretraining", "magneto.config")
-CONFIG_MAY_USE = {"magneto.train", "magneto.train.loss_registry", "magneto.train.loss_terms"}
+CONFIG_MAY_USE = {
+    "magneto.train",
+    "magneto.train.loss_names",
+    "magneto.train.loss_registry",
+    "magneto.train.loss_terms",
+}
 
 
 def area(module: str) -> str:

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from magneto.errors import DataError, MagnetoError
+from magneto.data.annotation_files import parquet_module
+from magneto.errors import DataError
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 REQUIRED = ("item_id", "tags")
@@ -50,15 +51,6 @@ class ManifestIndex:
     rows: int
     shards: list[Shard]
     duplicates: dict[int, int]  # row -> the row where its item id first appears
-
-
-def parquet_module():
-    """``pyarrow.parquet``, or one line saying how to install it."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MagnetoError("Parquet needs pyarrow: pip install 'magneto-ets[parquet]'") from None
-    return pq
 
 
 def manifest_format(path: Path) -> str:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from magneto.bulk.manifest import Shard, parquet_module
+from magneto.bulk.manifest import Shard
+from magneto.data.annotation_files import parquet_module
 from magneto.errors import MagnetoError
 
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}

@@ -1,4 +1,4 @@
-"""Annotation files: the canonical CSV (both of the reference's forms) and JSONL.
+"""Annotation records: what one item of an annotation file is, and its validation.
 
 CSV columns: ``item_id,tags`` plus ``important_tags`` (comma-joined subset of the tags) and/or
 ``label`` (comma-joined 0/1 aligned with the tags), plus optional ``image`` (a path relative to
@@ -7,19 +7,16 @@ fields, where ``tags``/``important_tags``/``label`` may be JSON lists. Unlabelle
 pre-training and inference) only need ``item_id`` and ``tags``.
 
 Every problem is reported as a :class:`DataError` naming the file, the line and what is wrong.
+Reading and writing whole files (CSV, JSONL, Parquet) is :mod:`magneto.data.annotation_files`'s
+job.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from magneto.data.text_files import utf8_lines
 from magneto.data.vocabulary import dedupe_tags, normalize_tag
 from magneto.errors import DataError
 
@@ -96,7 +93,12 @@ def build_annotation(
     if not item_id:
         raise DataError(path, line, "item_id is empty")
     raw_tags = _split_field(fields.get("tags"))
-    has_important = fields.get("important_tags") is not None
+    # A blank important_tags cell is "not labelled" (an unlabeled item in a mixed file); an item
+    # none of whose tags is important says so with label 0,0,... or a JSON empty list.
+    important_field = fields.get("important_tags")
+    has_important = isinstance(important_field, list) or (
+        important_field is not None and str(important_field).strip() != ""
+    )
     label_field = fields.get("label")
     has_label = isinstance(label_field, list) or (
         label_field is not None and str(label_field).strip() != ""
@@ -154,117 +156,3 @@ def build_annotation(
         line=line,
         source=str(path),
     )
-
-
-def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        reader = csv.DictReader(utf8_lines(handle, path))
-
-        def csv_error(exc: csv.Error) -> DataError:
-            if "field larger than field limit" in str(exc):
-                problem = (
-                    f"a field is longer than the CSV limit of {csv.field_size_limit()} characters"
-                )
-            else:
-                problem = f"not a valid CSV line ({exc})"
-            return DataError(path, max(reader.reader.line_num, 1), problem)
-
-        try:
-            fields = set(reader.fieldnames or [])
-        except csv.Error as exc:
-            raise csv_error(exc) from None
-        if not {"item_id", "tags"} <= fields:
-            raise DataError(path, 1, "header must contain the columns item_id and tags")
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise csv_error(exc) from None
-            if None in row:
-                raise DataError(path, reader.line_num, "row has more fields than the header")
-            yield reader.line_num, row
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
-        for line_no, text in enumerate(utf8_lines(handle, path), start=1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, line_no, f"invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(path, line_no, "each line must be a JSON object")
-            yield line_no, obj
-
-
-def iter_annotations(
-    path: str | Path, *, require_labels: bool = True
-) -> Iterator[tuple[int, Annotation]]:
-    """(line, record) of a CSV or JSONL annotation file, one at a time (the format chosen by
-    the extension), each validated; for files too large to hold as a list."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "annotation file not found")
-    rows = _iter_jsonl(path) if path.suffix.lower() in (".jsonl", ".ndjson") else _iter_csv(path)
-    for line, fields in rows:
-        yield line, build_annotation(fields, path, line, require_labels=require_labels)
-
-
-def read_annotations(path: str | Path, *, require_labels: bool = True) -> list[Annotation]:
-    """Read and validate a whole annotation file; an item id may appear once."""
-    path = Path(path)
-    records: list[Annotation] = []
-    first_line: dict[str, int] = {}
-    for line, record in iter_annotations(path, require_labels=require_labels):
-        if record.item_id in first_line:
-            raise DataError(
-                path,
-                line,
-                f"item_id {record.item_id} already appears on line {first_line[record.item_id]}",
-            )
-        first_line[record.item_id] = line
-        records.append(record)
-    if not records:
-        raise DataError(path, None, "no items")
-    return records
-
-
-def write_annotations(
-    path: str | Path, records: Iterable[Annotation], *, labelled: bool | None = None
-) -> int:
-    """Write records as CSV (both label forms, plus ``image`` when any record has one).
-
-    Written through a temporary file so an interrupted write never leaves half a file.
-    """
-    path = Path(path)
-    records = list(records)
-    if labelled is None:
-        labelled = any(r.labels is not None for r in records)
-    with_image = any(r.image for r in records)
-    header: list[str] = ["item_id", "tags"]
-    if labelled:
-        header += ["important_tags", "label"]
-    if with_image:
-        header.append("image")
-    for record in records:
-        for tag in record.tags:
-            if "," in tag:
-                raise ValueError(f"item {record.item_id}: tag {tag!r} contains a comma")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for r in records:
-            row: list[str] = [r.item_id, ",".join(r.tags)]
-            if labelled:
-                labels: Sequence[int] = r.labels or ()
-                row += [",".join(r.important_tags), ",".join(str(y) for y in labels)]
-            if with_image:
-                row.append(r.image or "")
-            writer.writerow(row)
-    os.replace(tmp, path)
-    return len(records)

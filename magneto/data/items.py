@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magneto.data.annotations import Annotation, read_annotations
+from magneto.data.annotation_files import read_annotations
+from magneto.data.annotations import Annotation
 from magneto.data.augment import add_outliers
 from magneto.data.vocabulary import Vocabulary
 

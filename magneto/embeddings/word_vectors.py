@@ -17,7 +17,7 @@ from gensim.models import KeyedVectors, Word2Vec
 from gensim.models.callbacks import CallbackAny2Vec
 from tqdm import tqdm
 
-from magneto.data.annotations import iter_annotations
+from magneto.data.annotation_files import iter_annotations
 from magneto.data.vocabulary import Vocabulary
 from magneto.embeddings.vector_files import key_finder, tag_token
 from magneto.errors import DataError, MagnetoError

@@ -30,7 +30,7 @@ from magneto import __version__
 from magneto.data.images import IMAGENET_MEAN, IMAGENET_STD
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
-from magneto.model import TagModel
+from magneto.model.architectures import TagModel
 from magneto.model.config import ModelConfig
 from magneto.model.packing import Packing
 

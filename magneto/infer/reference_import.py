@@ -28,7 +28,8 @@ import torch
 from magneto.data.vocabulary import Vocabulary
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import Checkpoint
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 
 try:  # numpy scalars pickle as multiarray.scalar(dtype, bytes), named after numpy 1 or 2
     from numpy._core.multiarray import scalar as _SCALAR

@@ -5,27 +5,3 @@ pretrained weights, packing of variable-length tag sets, and the one forward pas
 validation, evaluation and prediction share (``forward``). It may import ``magneto.data``,
 ``magneto.devices`` and ``magneto.errors``; nothing that trains or serves.
 """
-
-from magneto.model.architectures import (
-    ARCHITECTURES,
-    FeedForwardBaseline,
-    ImageTagTransformer,
-    Magneto,
-    ModelOutput,
-    TagModel,
-    TagTransformer,
-    build_model,
-)
-from magneto.model.config import ModelConfig
-
-__all__ = [
-    "ARCHITECTURES",
-    "FeedForwardBaseline",
-    "ImageTagTransformer",
-    "Magneto",
-    "ModelConfig",
-    "ModelOutput",
-    "TagModel",
-    "TagTransformer",
-    "build_model",
-]

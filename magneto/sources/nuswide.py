@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from magneto.data.annotations import Annotation, write_annotations
+from magneto.data.annotation_files import write_annotations
+from magneto.data.annotations import Annotation
 from magneto.data.vocabulary import Vocabulary
 from magneto.errors import DataError
 from magneto.sources.nuswide_raw import (
@@ -165,7 +166,8 @@ def prepare_nuswide(
 
     labelled_ids = {r.item_id for r in short}
     unlabeled = [r for r in with_tags if r.item_id not in labelled_ids and len(r.tags) <= max_len]
-    missing, corrupt = check_images(short + unlabeled, image_root, image_check, workers)
+    pairs = [(r.item_id, r.image) for r in short + unlabeled]
+    missing, corrupt = check_images(pairs, image_root, image_check, workers)
     summary.missing_images = sorted(missing)
     summary.corrupt_images = sorted(corrupt)
     bad = missing | corrupt

@@ -4,26 +4,22 @@ matrices, and the image files themselves.
 Kept apart from :mod:`magneto.sources.nuswide`, which applies the paper's filters and writes the
 prepared files, so that the facts of the raw format (Windows separators, row-aligned 0/1
 files, ``Concepts81.txt`` in either of two places) stand in one place. Malformed files raise
-:class:`DataError` naming the file and line; missing or undecodable images are returned for
-the caller to report, never raised.
+:class:`DataError` naming the file and line. Checking the image files is
+:mod:`magneto.sources.image_files`'s job (shared with your own data's preparation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
-from magneto.data.images import decode_image
-from magneto.errors import DataError, ImageError
+from magneto.errors import DataError
+from magneto.sources.image_files import ImageCheck, check_images
 
-ImageCheck = Literal["none", "exists", "decode"]
+__all__ = ["ImageCheck", "RawRow", "check_images"]
 
 
 @dataclass
@@ -127,36 +123,3 @@ def read_raw_rows(root: Path, concepts: Sequence[str]) -> list[RawRow]:
         )
         for i, (item_id, rel) in enumerate(images)
     ]
-
-
-# -- the image files ---------------------------------------------------------------------------
-
-
-def _decode_error(path: str) -> str | None:
-    """Why the image at ``path`` fails to decode, or None when it decodes."""
-    try:
-        decode_image(path, min_side=64)
-    except ImageError as exc:
-        return str(exc)
-    return None
-
-
-def check_images(
-    rows: Sequence[RawRow], image_root: Path, mode: ImageCheck, workers: int
-) -> tuple[set[str], set[str]]:
-    """Return the item ids whose image is missing, and those whose image fails to decode."""
-    if mode == "none":
-        return set(), set()
-    missing = {r.item_id for r in rows if not (image_root / r.image).is_file()}
-    if mode == "exists":
-        return missing, set()
-    todo = [r for r in rows if r.item_id not in missing]
-    paths = [str(image_root / r.image) for r in todo]
-    with ExitStack() as stack:
-        if workers > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
-            errors = pool.map(_decode_error, paths, chunksize=64)
-        else:
-            errors = map(_decode_error, paths)
-        bar = tqdm(errors, total=len(paths), desc="decoding images", unit="img", leave=False)
-        return missing, {r.item_id for r, error in zip(todo, bar, strict=True) if error}

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from magneto.errors import MagnetoError
+from magneto.train.loss_names import LOSS_NAMES
 from magneto.train.loss_terms import (
     APLoss,
     ASLoss,
@@ -46,7 +47,6 @@ __all__ = [
     "check_loss",
 ]
 
-LossName = Literal["bce", "dice", "bce_dice", "focal", "asl", "apl", "sigmoidf1", "zlpr"]
 LOSSES: dict[str, type[MultiLabelLoss]] = {
     "bce": BCELoss,
     "dice": DiceLoss,
@@ -59,7 +59,7 @@ LOSSES: dict[str, type[MultiLabelLoss]] = {
 }
 
 
-assert set(get_args(LossName)) == set(LOSSES), "LossName names exactly the registered losses"
+assert set(LOSS_NAMES) == set(LOSSES), "loss_names.LossName names exactly the registered losses"
 
 
 class LossError(MagnetoError, ValueError):

@@ -19,7 +19,7 @@ import torch
 from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint, save_checkpoint
-from magneto.model import build_model
+from magneto.model.architectures import build_model
 from magneto.model.config import ModelConfig
 from magneto.train.metrics import SetMetrics
 from magneto.training.evaluate import EvaluationResult

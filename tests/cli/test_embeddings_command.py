@@ -14,7 +14,8 @@ from magneto.config import RunConfig
 from magneto.data.vocabulary import Vocabulary
 from magneto.embeddings.initialise import init_embeddings
 from magneto.embeddings.vector_files import load_vectors, tag_token
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 
 TAGS = ["sky", "sun", "Clouds", "dog", "cat", "New York"]
 ABSENT = [f"absent{i:02d}" for i in range(22)]

@@ -105,3 +105,26 @@ def test_every_command_has_help_and_errors_name_it(capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"magneto {' '.join(argv)}: error: ") and "\n" not in err
+
+
+HEAVY = ("torch", "torchvision", "albumentations", "cv2", "gensim", "fastapi", "uvicorn", "ray")
+
+
+def test_building_the_parser_imports_no_heavy_library():
+    """``magneto --help`` stays fast: the parser needs pydantic configs, never torch & co."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from magneto.cli.main import build_parser; build_parser(); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_export_formats_named_for_help_are_the_exporters():
+    from magneto.cli.export_command import EXPORT_FORMATS
+    from magneto.infer.export import FORMATS
+
+    assert tuple(EXPORT_FORMATS) == tuple(FORMATS)

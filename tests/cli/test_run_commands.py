@@ -7,7 +7,7 @@ import json
 import pytest
 
 from magneto.cli.main import main
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from tests.conftest import config_flags
 from tests.readiness import wait_until_ready
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from magneto.data.annotations import read_annotations, write_annotations
+from magneto.data.annotation_files import read_annotations, write_annotations
 from magneto.errors import DataError
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.data.augment import TagAugmentation
 from magneto.data.dataset import (
     Collator,
@@ -16,7 +16,8 @@ from magneto.data.dataset import (
 )
 from magneto.data.vocabulary import Vocabulary
 from magneto.errors import ImageError
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 from magneto.train.loss_registry import build_loss
 from magneto.train.total_loss import TotalLoss
 from tests.conftest import write_jpeg, write_truncated_jpeg

@@ -7,7 +7,8 @@ import torch
 
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 
 
 def _checkpoint(**extra) -> Checkpoint:

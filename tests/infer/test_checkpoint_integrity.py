@@ -29,7 +29,8 @@ from magneto.infer.checkpoint import (
     tensor_digest,
 )
 from magneto.infer.predictor import Predictor
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 
 CORRUPT = "is corrupt: its tensors do not match the digest stored when it was written"
 

@@ -15,7 +15,8 @@ from magneto.cli.main import main
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint, save_checkpoint
 from magneto.infer.export import PaddedModel, export_model
-from magneto.model import ModelConfig, TagModel, build_model
+from magneto.model.architectures import TagModel, build_model
+from magneto.model.config import ModelConfig
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -31,7 +31,8 @@ from magneto.infer.reference_import import (
     import_reference,
     infer_config,
 )
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 from tests.conftest import write_jpeg
 
 LISTING = Path(__file__).with_name("reference_state_dict.txt")

@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from torchvision import models
 
 from magneto.errors import WeightsError
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
 from magneto.model.backbone import imagenet_weights_url
+from magneto.model.config import ModelConfig
 
 ARCHS = ("magneto", "ff", "tf-t", "tf-it")
 

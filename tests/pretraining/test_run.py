@@ -14,7 +14,7 @@ import torch
 from magneto.config import ConfigError
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import load_checkpoint
-from magneto.model import build_model
+from magneto.model.architectures import build_model
 from magneto.pretraining import run_pretraining
 from magneto.pretraining.noise import RandomTagNoise
 from magneto.training import run_training

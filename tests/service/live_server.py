@@ -15,7 +15,8 @@ from PIL import Image
 from magneto.data.vocabulary import Vocabulary
 from magneto.infer.checkpoint import Checkpoint
 from magneto.infer.predictor import Predictor
-from magneto.model import ModelConfig, build_model
+from magneto.model.architectures import build_model
+from magneto.model.config import ModelConfig
 from magneto.service.app import create_app
 from magneto.service.server import bind_socket, build_server
 from magneto.service.settings import ServiceSettings

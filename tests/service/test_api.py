@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.data.images import decode_image
 from magneto.errors import ImageError
 from tests.service.conftest import API_KEY

@@ -13,7 +13,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from magneto.cli.main import main
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.infer.predictor import Predictor
 from magneto.service.app import create_app
 from magneto.service.settings import ServiceSettings

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from tests.service.conftest import API_KEY
 
 CHROMIUM = "/usr/bin/chromium"

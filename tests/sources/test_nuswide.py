@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.data.vocabulary import Vocabulary
 from magneto.errors import DataError
 from magneto.sources.nuswide import parse_image_line, prepare_nuswide

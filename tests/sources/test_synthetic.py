@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.sources.nuswide import prepare_nuswide
 from magneto.sources.synthetic.generator import SynthConfig, generate
 from magneto.sources.synthetic.scenes import CONCEPTS81, SCENES, concept_style

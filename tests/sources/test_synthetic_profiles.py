@@ -14,7 +14,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from magneto.cli.main import main
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.data.vocabulary import Vocabulary
 from magneto.sources.nuswide import prepare_nuswide
 from magneto.sources.synthetic.benchmark import BenchConfig, generate_benchmark

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from magneto.errors import MagnetoError
-from magneto.model import ModelConfig, ModelOutput, build_model
+from magneto.model.architectures import ModelOutput, build_model
+from magneto.model.config import ModelConfig
 from magneto.train.loss_registry import LOSSES, LossError, build_loss, check_loss
 from magneto.train.loss_terms import LogProbs
 from magneto.train.total_loss import TotalLoss

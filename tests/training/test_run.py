@@ -17,7 +17,7 @@ import torch
 
 from magneto.cli.main import main
 from magneto.config import ConfigError, RunConfig, load_config
-from magneto.data.annotations import read_annotations
+from magneto.data.annotation_files import read_annotations
 from magneto.errors import ImageError
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.infer.predictor import Predictor, PredictRequest

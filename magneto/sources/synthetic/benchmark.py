@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from magneto.data.annotations import Annotation, write_annotations
+from magneto.data.annotation_files import write_annotations
+from magneto.data.annotations import Annotation
 from magneto.data.vocabulary import Vocabulary
 from magneto.sources.nuswide import PreparationSummary
 from magneto.sources.synthetic.plan import PlannedItem, plan_items
