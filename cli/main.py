@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from magneto.cli import (
     data_commands,
     embeddings_command,
     export_command,
+    predict_command,
     quickstart,
     reference_command,
     run_commands,
@@ -61,6 +63,7 @@ def build_parser() -> OneLineParser:
     )
     data_commands.register(subparsers)
     run_commands.register(subparsers)
+    predict_command.register(subparsers)
     serve_command.register(subparsers)
     summarize_command.register(subparsers)
     reference_command.register(subparsers)
@@ -96,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("magneto: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `magneto predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except UsageError as exc:
         usage_error(prog, one_line(exc))
     except EXPECTED as exc:

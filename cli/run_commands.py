@@ -82,31 +82,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print machine-readable figures")
     ev.set_defaults(handler=run_evaluate)
 
-    pr = subparsers.add_parser(
-        "predict",
-        help="kept tags of one image",
-        description="Score an image's tags with a checkpoint and print the kept ones.",
-    )
-    pr.add_argument("--checkpoint", required=True, metavar="FILE", help="a .ckpt to score with")
-    pr.add_argument("--image", metavar="FILE", help="image file (needed by image models)")
-    pr.add_argument(
-        "--tags", required=True, metavar="TAG,...", help="comma-separated tags, e.g. sky,dog,beach"
-    )
-    pr.add_argument(
-        "--threshold",
-        type=unit_float,
-        metavar="0..1",
-        help="decision threshold [default: the checkpoint's]",
-    )
-    pr.add_argument("--top-k", type=positive_int, metavar="K", help="keep at most K tags")
-    pr.add_argument("--min-keep", type=non_negative_int, metavar="N", help="keep at least N tags")
-    pr.add_argument(
-        "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
-    )
-    pr.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
-    pr.add_argument("--json", action="store_true", help="print the scores as JSON")
-    pr.set_defaults(handler=run_predict)
-
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Defaults <- --config (or the run's saved config with --resume) <- flags.
@@ -200,30 +175,4 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(result.table())
         for line in result.report.lines():
             print(f"note: {line}")
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from magneto.infer.predictor import Predictor
-
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
-    image = Path(args.image).read_bytes() if args.image else None
-    if args.image is None and predictor.uses_images:
-        raise ConfigError("this model reads images: pass --image FILE")
-    prediction = predictor.predict(
-        image,
-        args.tags.split(","),
-        threshold=args.threshold,
-        top_k=args.top_k,
-        min_keep=args.min_keep,
-    )
-    if args.json:
-        print_json(prediction.as_dict())
-        return 0
-    print("kept: " + (", ".join(prediction.kept_tags) or "(none)"))
-    for t in prediction.tags:
-        score = "   -  " if t.score is None else f"{t.score:.3f}"
-        alpha = "" if t.alpha is None else f"  alpha {t.alpha:.2f}"
-        mark = "keep" if t.kept else ("unknown" if not t.known else "drop")
-        print(f"  {score}  {mark:<7}  {t.tag}{alpha}")
     return 0
