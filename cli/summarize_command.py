@@ -17,6 +17,18 @@ from magneto.cli.common import (
 )
 
 
+def part_spec(text: str) -> tuple[int, int]:
+    """An argparse type: ``I/N`` with 1 <= I <= N."""
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use I/N, e.g. 2/8") from None
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: I must be from 1 to N")
+    return i, n
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     cmd = subparsers.add_parser(
         "summarize",
@@ -24,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Score every item of a manifest (CSV, JSONL or Parquet with item_id, tags "
         "and optionally image) and write one result row per item (JSONL or Parquet, by the "
         "extension of --out). Killed and started again with the same --out, it goes on where "
-        "it stopped.",
+        "it stopped. On a scheduler (a Slurm array, a Kubernetes indexed job), run --shard I/N "
+        "for I = 1..N with the same other flags: each part scores every N-th shard into the "
+        "shared OUT.parts/, and the last part to finish merges them into --out (or run the "
+        "same command with --merge once they are all done).",
     )
     cmd.add_argument(
         "--checkpoint", required=True, type=Path, metavar="FILE", help="a .ckpt to score with"
@@ -86,6 +101,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--concurrency", type=positive_int, default=1, metavar="N", help="scoring actors (Ray)"
     )
+    split = cmd.add_mutually_exclusive_group()
+    split.add_argument(
+        "--shard",
+        type=part_spec,
+        metavar="I/N",
+        help="score only part I of N (1-based; e.g. 3/8, the third of eight parts)",
+    )
+    split.add_argument(
+        "--merge",
+        action="store_true",
+        help="join the parts of a sharded job into --out (every part must be done)",
+    )
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.set_defaults(handler=run_summarize)
@@ -108,7 +135,17 @@ def run_summarize(args: argparse.Namespace) -> int:
         amp=args.amp,
         options=DecisionOptions(args.threshold, args.top_k, args.min_keep),
         progress=not (args.no_progress or args.json),
+        part=args.shard,
     )
+    if args.merge:
+        from magneto.bulk.job import merge_job
+
+        summary = merge_job(job).as_dict()
+        if args.json:
+            print_json(summary)
+        else:
+            print(f"{summary['items']} items merged into {args.out}: {summary['scored']} scored")
+        return 0
     ray_options = {}
     if args.engine == "ray":
         ray_options = dict(
@@ -122,12 +159,18 @@ def run_summarize(args: argparse.Namespace) -> int:
         print_json(figures)
         return 0
     errors = ", ".join(f"{k} {v}" for k, v in figures["errors"].items()) or "none"
+    target = args.out if report.merged else f"part {args.shard[0]}/{args.shard[1]} of {args.out}"
     print(
-        f"{figures['items']} items -> {args.out}: {figures['scored']} scored, "
+        f"{figures['items']} items -> {target}: {figures['scored']} scored, "
         f"{figures['kept_tags_per_item']:.2f} kept tags per item, errors: {errors}, "
         f"unknown-tag rate {100 * figures['unknown_tag_rate']:.1f} %; this run: "
         f"{figures['rows_this_run']} items in {figures['seconds']:.1f} s "
         f"({figures['items_per_second']:.1f} items/s)"
         + (f", {figures['resumed_shards']} shards resumed" if figures["resumed_shards"] else "")
     )
+    if not report.merged:
+        print(
+            f"{report.missing_parts} shards of the job are still to be committed by the other "
+            "parts; the last part to finish merges them into --out (or run with --merge)"
+        )
     return 0

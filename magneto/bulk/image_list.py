@@ -32,7 +32,9 @@ def expand_images(inputs: Sequence[str]) -> list[Path]:
         if path.is_dir():
             matches = sorted(p for p in path.rglob("*") if _is_image(p))
             if not matches:
-                raise MagnetoError(f"{path}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
+                raise MagnetoError(
+                    f"{path}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})"
+                )
         elif any(c in text for c in "*?["):
             matches = sorted(p for p in map(Path, glob.glob(text, recursive=True)) if _is_image(p))
             if not matches:

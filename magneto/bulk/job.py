@@ -8,6 +8,7 @@ both import this module and never each other.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ class BulkJob:
     amp: str = "auto"
     options: DecisionOptions = field(default_factory=DecisionOptions)
     progress: bool = True
+    part: tuple[int, int] | None = None  # (I, N): the I-th of N disjoint parts, 1-based
+
+    def owns(self, shard: int) -> bool:
+        """Whether this job's part scores ``shard`` (every N-th shard, from the I-th)."""
+        return self.part is None or shard % self.part[1] == self.part[0] - 1
 
     def description(self, rows: int) -> dict[str, Any]:
         """What identifies the job: resuming with anything else changed is refused."""
@@ -55,6 +61,8 @@ class BulkReport:
     rows_this_run: int
     seconds: float
     resumed_shards: int
+    merged: bool = True  # False: a part finished, others are still to come
+    missing_parts: int = 0  # shards of the whole job not committed yet (when not merged)
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.rows_this_run / self.seconds if self.seconds else 0.0
@@ -64,6 +72,8 @@ class BulkReport:
             "resumed_shards": self.resumed_shards,
             "seconds": round(self.seconds, 3),
             "items_per_second": round(rate, 1),
+            "merged": self.merged,
+            "missing_shards": self.missing_parts,
         }
 
 
@@ -86,9 +96,47 @@ def check_job(job: BulkJob, uses_images: bool) -> None:
 
 
 def open_job(job: BulkJob) -> tuple[Manifest, ManifestIndex, ResultStore, list[Shard]]:
-    """Index the manifest, open (or resume) the results; returns the shards still to do."""
+    """Index the manifest, open (or resume) the results; returns the shards of this job's part
+    still to do. Parts of one job share ``OUT.parts/``: each commits only its own shards."""
     manifest = Manifest(job.data)
     index = manifest.index(job.shard_rows)
     store = ResultStore(job.out, job.description(index.rows))
-    done = store.open()
-    return manifest, index, store, [s for s in index.shards if s.number not in done]
+    own = {s.number for s in index.shards if job.owns(s.number)}
+    done = store.open(own)
+    return manifest, index, store, [s for s in index.shards if s.number in own - done]
+
+
+def close_job(
+    job: BulkJob, index: ManifestIndex, store: ResultStore, rows: int, started: float, resumed: int
+) -> BulkReport:
+    """Merge the parts into ``--out`` once every shard is committed (the last part of a
+    sharded job to finish does it); otherwise report what this part did."""
+    seconds = time.perf_counter() - started
+    missing = store.missing(len(index.shards))
+    if not missing:
+        summary = store.finish(len(index.shards))
+        if summary is not None:
+            return BulkReport(summary, rows, seconds, resumed)
+    own = [n for n in range(len(index.shards)) if job.owns(n)]
+    return BulkReport(store.summary_of(own), rows, seconds, resumed, False, len(missing))
+
+
+def merge_job(job: BulkJob) -> Summary:
+    """``magneto summarize --merge``: join the committed parts of every shard into ``--out``."""
+    index = Manifest(job.data).index(job.shard_rows)
+    store = ResultStore(job.out, job.description(index.rows))
+    if not store.parts.is_dir():
+        if job.out.is_file():
+            raise MagnetoError(f"{job.out} is already merged")
+        raise MagnetoError(f"{store.parts} not found: no part of this job has run yet")
+    store.open(set())
+    missing = store.missing(len(index.shards))
+    if missing:
+        raise MagnetoError(
+            f"{len(missing)} of {len(index.shards)} shards are not committed yet "
+            f"(first: shard {missing[0]}); run the unfinished parts again, then merge"
+        )
+    summary = store.finish(len(index.shards))
+    if summary is None:
+        raise MagnetoError(f"another process is merging {store.parts} right now")
+    return summary

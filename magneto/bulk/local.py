@@ -19,7 +19,7 @@ from typing import Any
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
-from magneto.bulk.job import BulkJob, BulkReport, check_job, open_job
+from magneto.bulk.job import BulkJob, BulkReport, check_job, close_job, open_job
 from magneto.bulk.manifest import Manifest, Shard
 from magneto.bulk.rows import RowPreparer, result_row
 from magneto.data.dataset import Batch, worker_init
@@ -140,7 +140,5 @@ def run_local(job: BulkJob) -> BulkReport:
                 for row, item, prediction in zip(work.rows, work.items, predictions, strict=True):
                     store.add(work.shard, row, result_row(row, item.request.item_id, prediction))
             bar.update(len(work))
-    summary = store.finish(len(index.shards))
-    return BulkReport(
-        summary, remaining, time.perf_counter() - started, len(index.shards) - len(todo)
-    )
+    resumed = len([s for s in index.shards if job.owns(s.number)]) - len(todo)
+    return close_job(job, index, store, remaining, started, resumed)

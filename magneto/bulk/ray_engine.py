@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from magneto.bulk.job import BulkJob, BulkReport, check_job, open_job
+from magneto.bulk.job import BulkJob, BulkReport, check_job, close_job, open_job
 from magneto.bulk.manifest import Manifest, Shard
 from magneto.bulk.rows import RowPreparer, result_row
 from magneto.errors import MagnetoError
@@ -156,10 +156,20 @@ def ray_session(ray: Any, address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)  # magneto -v
+    level = logging.INFO if verbose else logging.ERROR
+    if not verbose:  # Ray's own narration: token notices, executor plans, core_worker notes
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray says it set it, once
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    options: dict[str, Any] = dict(logging_level=level, log_to_driver=verbose)
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, **options)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **options)
+    if not verbose:
+        for name in ("ray", "ray.data"):  # ray.init installs its handlers and levels
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -212,7 +222,5 @@ def run_ray(
                     for shard, row, result in zip(*columns, strict=True):
                         store.add(shards[int(shard)], int(row), json.loads(result))
                     bar.update(len(batch["row"]))
-    summary = store.finish(len(index.shards))
-    return BulkReport(
-        summary, remaining, time.perf_counter() - started, len(index.shards) - len(todo)
-    )
+    resumed = len([s for s in index.shards if job.owns(s.number)]) - len(todo)
+    return close_job(job, index, store, remaining, started, resumed)

@@ -8,6 +8,10 @@ and started again with the same ``--out`` skips the shards that have a part and 
 rest: no row is lost or written twice, and a half-written part is never read back. At the end
 the parts are merged into ``OUT`` (again through a temporary file and a rename) and
 ``OUT.parts/`` is removed.
+
+Several processes may share one ``OUT.parts/`` (``magneto summarize --shard I/N`` on a Slurm
+array or a Kubernetes indexed job): each commits only its own shards, temporary files carry the
+writer's pid, and the merge is taken by one process at a time (``merging.lock``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -94,7 +99,7 @@ class Summary:
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     write(tmp)
     with tmp.open("rb+") as handle:
         os.fsync(handle.fileno())
@@ -116,8 +121,9 @@ class ResultStore:
         self.job = job
         self._pending: dict[int, dict[int, dict[str, Any]]] = {}
 
-    def open(self) -> set[int]:
-        """Start or resume the job; returns the shards already committed."""
+    def open(self, own: set[int]) -> set[int]:
+        """Start or resume the job; returns the shards already committed. Temporary files of
+        ``own`` shards (left by a killed run of this part) are removed; others' are theirs."""
         job_file = self.parts / "job.json"
         if job_file.is_file():
             saved = json.loads(job_file.read_text())
@@ -132,9 +138,27 @@ class ResultStore:
         else:
             self.parts.mkdir(parents=True, exist_ok=True)
             _write_atomic(job_file, lambda tmp: tmp.write_text(json.dumps(self.job, indent=1)))
-        for stray in self.parts.glob(".*.tmp"):
-            stray.unlink()
+        for stray in self.parts.glob(".part-*.tmp"):
+            if int(stray.name.split("-")[1].split(".")[0]) in own:
+                stray.unlink(missing_ok=True)
+        return self.committed()
+
+    def committed(self) -> set[int]:
         return {int(p.stem.split("-")[1]) for p in self.parts.glob("part-*") if p.suffix}
+
+    def missing(self, shards: int) -> list[int]:
+        """The shards of the whole job without a committed part, in order."""
+        done = self.committed()
+        return [n for n in range(shards) if n not in done]
+
+    def summary_of(self, shards: list[int]) -> Summary:
+        """What the committed parts among ``shards`` hold."""
+        summary = Summary()
+        for shard in shards:
+            if self.part_path(shard).is_file():
+                for result in self.read_part(shard):
+                    summary.add(result)
+        return summary
 
     def part_path(self, shard: int) -> Path:
         return self.parts / f"part-{shard:06d}.{self.format}"
@@ -166,17 +190,36 @@ class ResultStore:
             return
         yield from parquet_module().read_table(path).to_pylist()
 
-    def finish(self, shards: int) -> Summary:
-        """Merge every part, in shard order, into ``out``; then remove the parts."""
+    def finish(self, shards: int) -> Summary | None:
+        """Merge every part, in shard order, into ``out``; then remove the parts. None when
+        another process holds the merge (it will write the same file)."""
         if self._pending:
             raise RuntimeError(f"shards {sorted(self._pending)} are incomplete")
-        summary = Summary()
-        for shard in range(shards):
-            for result in self.read_part(shard):
-                summary.add(result)
+        if not self._lock():
+            return None
+        summary = self.summary_of(list(range(shards)))
         _write_atomic(self.out, self._merge_into(shards))
         shutil.rmtree(self.parts)
         return summary
+
+    def _lock(self) -> bool:
+        """Take ``merging.lock`` (host and pid inside); a lock left by a dead process of this
+        host is taken over."""
+        lock = self.parts / "merging.lock"
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                host, _, pid = lock.read_text().partition(" ")
+                if host != socket.gethostname() or _alive(int(pid or 0)):
+                    return False
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(me)
+            return True
+        return False
 
     def _merge_into(self, shards: int) -> Any:
         def merge(tmp: Path) -> None:
@@ -192,3 +235,15 @@ class ResultStore:
                     writer.write_table(pq.read_table(self.part_path(shard)))
 
         return merge
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
