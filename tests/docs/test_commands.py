@@ -33,8 +33,13 @@ def shell_lines(text: str) -> list[str]:
     return [line for line in lines if line]
 
 
+SHELL_VALUE = re.compile(r"\$\(\([^)]*\)\)|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+
+
 def magneto_commands(line: str) -> list[list[str]]:
-    """Each ``magneto`` invocation in a shell line, as the arguments after the program name."""
+    """Each ``magneto`` invocation in a shell line, as the arguments after the program name;
+    a shell variable or arithmetic (``$SLURM_ARRAY_TASK_ID``, ``$((I + 1))``) stands for 1."""
+    line = SHELL_VALUE.sub("1", line)
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     lexer.commenters = "#"
@@ -105,6 +110,11 @@ def test_every_documented_command_parses(where, argv):
 def test_the_check_catches_wrong_commands(line):
     (argv,) = magneto_commands(line)
     assert parse_status(argv)[0] == 2
+
+
+def test_shell_values_stand_for_a_number():
+    (argv,) = magneto_commands('magneto summarize --shard "$((JOB_COMPLETION_INDEX + 1))/$N"')
+    assert argv == ["summarize", "--shard", "1/1"]
 
 
 def test_commands_are_found_behind_continuations_and_separators():
