@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from magneto.config import RunConfig
+from magneto.config import DEFAULT_BACKBONE_WEIGHTS, RunConfig
 from magneto.model.config import ModelConfig
 
 PREFIX = "cfg__"
@@ -200,6 +200,8 @@ def add_config_flags(
         if _is_list(info.annotation):
             help_text = f"{help_text} (comma-separated)".strip()
         default = info.get_default(call_default_factory=True)
+        if model is RunConfig and dotted == "model.backbone_weights":
+            default = DEFAULT_BACKBONE_WEIGHTS  # a run's default, not a bare ModelConfig's
         default = show_default(default, flag if is_bool else None)
         if default is not None:
             default = default.replace("%", "%%")

@@ -20,7 +20,7 @@ from magneto.cli.common import (
     print_json,
     unit_float,
 )
-from magneto.errors import MagnetoError
+from magneto.errors import ImageError, MagnetoError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -95,13 +95,16 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
     image = Path(image_path).read_bytes() if image_path else None
     if image_path is None and predictor.uses_images:
         raise MagnetoError("this model reads images: pass --image FILE or INPUT")
-    prediction = predictor.predict(
-        image,
-        args.tags.split(","),
-        threshold=args.threshold,
-        top_k=args.top_k,
-        min_keep=args.min_keep,
-    )
+    try:
+        prediction = predictor.predict(
+            image,
+            args.tags.split(","),
+            threshold=args.threshold,
+            top_k=args.top_k,
+            min_keep=args.min_keep,
+        )
+    except ImageError as exc:  # it was given bytes: say which file they came from
+        raise ImageError(f"{image_path}: {exc}") from None
     if args.json:
         print_json(prediction.as_dict())
         return 0

@@ -91,6 +91,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     on its own is reported as the file's error.
     """
     overrides = overrides_from(args)
+    if args.stage == "pretrain":  # on this command line, --epochs and --lr are pre-training's
+        for field in ("epochs", "lr"):
+            if field in overrides and f"pretrain_{field}" not in overrides:
+                overrides[f"pretrain_{field}"] = overrides[field]
     path: Path | None = Path(args.config) if args.config else None
     if args.resume:
         out = overrides.get("out")

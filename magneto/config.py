@@ -29,6 +29,7 @@ C = TypeVar("C", bound=BaseModel)
 LossParam = float | int | bool | str | None
 PretrainSource = Literal["unlabeled", "train"]
 PRETRAIN_SOURCES: tuple[PretrainSource, ...] = ("unlabeled", "train")
+DEFAULT_BACKBONE_WEIGHTS = "imagenet"  # torchvision's; offline: a local file, or none
 
 
 class RunConfig(BaseModel):
@@ -107,6 +108,24 @@ class RunConfig(BaseModel):
         description="default: <data>/feature_cache, or <out>/feature_cache if <data> is read-only",
     )
     progress: bool = Field(True, description="progress bars")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _imagenet_by_default(cls, data: Any) -> Any:
+        """A run's image trunk starts from ImageNet unless the config says otherwise: a frozen
+        random trunk is what real photos must never get by accident (``backbone_weights:
+        none`` asks for it, as the synthetic configs do)."""
+        if not isinstance(data, dict):
+            return data
+        model = data.get("model")
+        if model is None:
+            return {**data, "model": {"backbone_weights": DEFAULT_BACKBONE_WEIGHTS}}
+        if isinstance(model, dict) and "backbone_weights" not in model:
+            return {**data, "model": {**model, "backbone_weights": DEFAULT_BACKBONE_WEIGHTS}}
+        if isinstance(model, ModelConfig) and "backbone_weights" not in model.model_fields_set:
+            weights = {"backbone_weights": DEFAULT_BACKBONE_WEIGHTS}
+            return {**data, "model": model.model_copy(update=weights)}
+        return data
 
     @field_validator(
         "grad_clip",

@@ -77,7 +77,6 @@ class PretrainStage(Stage):
             )
             for rows, is_train in ((order[n_val:], True), (order[:n_val], False))
         )
-        log.info("pre-training on %d items, validating on %d", len(train), len(val))
         return train, val
 
     def _items(self, run: StageRun) -> tuple[list[EncodedItem], CombinedFeatures | None]:
@@ -90,7 +89,9 @@ class PretrainStage(Stage):
         for source in config.pretrain_sources:
             path = root / f"{source}.csv"
             if not path.is_file():
-                raise ConfigError(f"pre-training source {path} not found")
+                others = [s for s in ("unlabeled", "train") if (root / f"{s}.csv").is_file()]
+                hint = f"; pass --pretrain-sources {','.join(others)}" if others else ""
+                raise ConfigError(f"pre-training source {path} not found{hint}")
             loaded, _ = load_items(path, run.vocabulary, labelled=False)
             if config.feature_cache:
                 stores.append(

@@ -56,7 +56,15 @@ def tiny_config(data, images, out, **overrides):
     from magneto.config import RunConfig
     from magneto.model.config import ModelConfig
 
-    model = ModelConfig(d_model=32, heads=2, d_ff=64, tag_layers=1, image_layers=1, dropout=0.1)
+    model = ModelConfig(
+        d_model=32,
+        heads=2,
+        d_ff=64,
+        tag_layers=1,
+        image_layers=1,
+        dropout=0.1,
+        backbone_weights=None,  # a random trunk, asked for: the tiny data is synthetic
+    )
     base = dict(
         model=model,
         data=str(data),
@@ -109,6 +117,8 @@ def config_flags(data, images, out, *extra: str) -> list[str]:
         "--no-augment-images",
         "--lr",
         "0.05",
+        "--backbone-weights",
+        "none",
         *extra,
     ]
 

@@ -136,7 +136,7 @@ def train_tag_vectors(
         shrink_windows=False,
         sample=settings.sample,
     )
-    scan = tqdm(counted, desc="reading tags", unit="item", leave=False, disable=not progress)
+    scan = tqdm(counted, desc="reading tags", unit=" items", leave=False, disable=not progress)
     model.build_vocab(scan)
     scan.close()
     if counted.items == 0:

@@ -41,7 +41,8 @@ def _download_imagenet(name: str) -> dict[str, torch.Tensor]:
         raise WeightsError(
             f"could not download the ImageNet weights for {name} ({reason}); on a machine "
             f"without internet, fetch {weights.url} elsewhere and pass the file instead: "
-            f"--backbone-weights /path/to/{Path(weights.url).name}"
+            f"--backbone-weights /path/to/{Path(weights.url).name} (or --backbone-weights none "
+            "for a random trunk, on purpose: synthetic images only)"
         ) from None
 
 

@@ -104,6 +104,10 @@ def run_stage(stage: Stage, config: RunConfig, *, resume: bool = False) -> FitRe
             )
             stage.initialise(run)
         train, val = stage.datasets(run)
+        if dist_info.is_main:
+            log.info(start_summary(stage.name, config, model, device, train, val))
+            if random_frozen_trunk(config):
+                log.warning(RANDOM_TRUNK_WARNING)
         parts = assemble(
             config,
             model,
@@ -169,3 +173,55 @@ def _finished(stage: Stage, out: Path, checkpoint: Checkpoint) -> FitResult:
 def with_model(config: RunConfig, **updates: Any) -> RunConfig:
     """``config`` with its model config updated."""
     return config.model_copy(update={"model": config.model.model_copy(update=updates)})
+
+
+RANDOM_TRUNK_WARNING = (
+    "WARNING: the image trunk is random and frozen (backbone_weights: none): its features "
+    "carry colour and layout but nothing learnt, which real photos need; train with "
+    "--backbone-weights imagenet (or a weights file) unless the images are synthetic"
+)
+
+
+def random_frozen_trunk(config: RunConfig) -> bool:
+    model = config.model
+    return model.uses_images and model.backbone_weights is None and model.frozen_stages is not None
+
+
+def _precision(config: RunConfig, model: TagModel, device: torch.device) -> str:
+    if config.amp != "off" and device.type == "cuda":
+        return "bf16 autocast"
+    if config.amp == "bf16":
+        return "bf16 autocast (forced on a CPU)"
+    if model.uses_images and getattr(model.image_extractor, "cpu_bf16", False):
+        return "float32, bf16 image trunk (native bf16 CPU)"
+    return "float32"
+
+
+def _trunk(config: RunConfig) -> str:
+    model = config.model
+    if not model.uses_images:
+        return "no images (tags only)"
+    weights = model.backbone_weights or "random (backbone_weights: none)"
+    stages = model.frozen_stages
+    frozen = {None: "trainable", 0: "stem frozen", 4: "frozen"}.get(
+        stages, f"stem and {stages} stages frozen"
+    )
+    return f"{model.backbone}, {weights} weights, {frozen}"
+
+
+def start_summary(
+    stage: str,
+    config: RunConfig,
+    model: TagModel,
+    device: torch.device,
+    train: Dataset,
+    val: Dataset,
+) -> str:
+    """One line saying what a run is about to do (both stages print the same)."""
+    counts = f"{len(train)} items, validating on {len(val)}"  # type: ignore[arg-type]
+    cache = "on" if config.feature_cache else "off"
+    return (
+        f"{stage}: {config.model.architecture} on {counts}; {config.epochs} epochs; device "
+        f"{device}, {_precision(config, model, device)}; image trunk: {_trunk(config)}; "
+        f"feature cache {cache}"
+    )

@@ -79,6 +79,7 @@ class Trainer:
         resume_state: Checkpoint | None = None,
     ) -> None:
         self.config = config
+        self._reported_skips: set[str] = set()  # items whose unusable image was logged
         self.parts = parts
         self.vocabulary = vocabulary
         self.stage = stage
@@ -209,13 +210,16 @@ class Trainer:
         skipped_ids = sorted(
             {i for part in all_gather_objects(skipped, self.dist) for i, _ in part}
         )
-        if skipped_ids and self.dist.is_main:
+        new = sorted(set(skipped_ids) - self._reported_skips)
+        if new and self.dist.is_main:  # said once per item, not again every epoch
             log.warning(
-                "epoch %d: %d items skipped for unusable images: %s",
+                "epoch %d: %d %sitems skipped for unusable images: %s",
                 epoch + 1,
-                len(skipped_ids),
-                ", ".join(skipped_ids[:10]),
+                len(new),
+                "more " if self._reported_skips else "",
+                ", ".join(new[:10]) + (", ..." if len(new) > 10 else ""),
             )
+        self._reported_skips.update(new)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             **{f"train_{k}": v for k, v in train_stats.items()},

@@ -109,7 +109,7 @@ def test_predict_one_image(cli_run, capsys):
             "must be at least 0",
         ),
         (["predict", "--checkpoint", "none.ckpt", "--tags", "a"], 1, "checkpoint not found"),
-        (["predict", "--checkpoint", "c"], 2, "required: --tags"),
+        (["predict", "--checkpoint", "c"], 2, "pass --tags"),
     ],
 )
 def test_bad_flags_and_values_one_line_non_zero(

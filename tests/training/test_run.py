@@ -351,3 +351,73 @@ def test_baselines_train(tiny_data, tmp_path, arch):
     result = run_training(config)
     assert load_checkpoint(result.out / "best_f1.ckpt").model_config.architecture == arch
     assert "val_alpha" not in result.fit.history[0]
+
+
+def test_a_run_starts_from_imagenet_unless_asked_and_says_so_in_its_start_summary(
+    tiny_data, tmp_path, caplog
+):
+    """Without a config, the image trunk is ImageNet's (offline: one line on how to pass the
+    file); a frozen random trunk is used only when asked for, and then warned about."""
+    from magneto.config import RunConfig
+    from magneto.model.config import ModelConfig
+
+    assert RunConfig().model.backbone_weights == "imagenet"
+    assert RunConfig(model={"d_model": 64}).model.backbone_weights == "imagenet"
+    assert RunConfig(model=ModelConfig(backbone_weights="none")).model.backbone_weights is None
+    data, images = tiny_data
+    caplog.set_level(logging.INFO)
+    config = tiny_config(data, images, tmp_path / "run", epochs=2)
+    run_training(config)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("items skipped for unusable images" in m for m in messages) == 1  # not per epoch
+    summary = next(m for m in messages if m.startswith("train: "))
+    assert "epochs; device cpu" in summary and "image trunk: resnet18, random" in summary
+    assert "feature cache off" in summary
+    assert any("the image trunk is random and frozen" in r.getMessage() for r in caplog.records)
+
+
+def test_without_imagenet_weights_at_hand_the_run_says_how_in_one_line(
+    tiny_data, tmp_path, capsys, monkeypatch
+):
+    """No config and no internet: one line naming the file to fetch and both flags."""
+    import urllib.error
+
+    import torch.hub
+
+    from magneto.cli.main import main
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    data, images = tiny_data
+    flags = [f for f in config_flags(data, images, tmp_path / "run") if f != "--backbone-weights"]
+    flags.remove("none")
+    assert main(["train", *flags, "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--backbone-weights /path/to/resnet18-f37072fd.pth" in err
+    assert "--backbone-weights none" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_epochs_from_the_command_line_win_over_the_config_file(
+    tiny_data, tmp_path, capsys
+):
+    from magneto.cli.main import main
+
+    data, images = tiny_data
+    config = tmp_path / "c.yaml"
+    config.write_text("pretrain_epochs: 5\nepochs: 5\n")
+    out = tmp_path / "pre"
+    argv = ["pretrain", "--config", str(config), *config_flags(data, images, out), "--epochs", "1"]
+    assert main(argv) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1  # one epoch, as asked
+    missing = ["pretrain", *config_flags(data, images, tmp_path / "p2")]
+    (tmp_path / "only").mkdir()
+    for name in ("train.csv", "val.csv", "vocab.csv"):
+        (tmp_path / "only" / name).write_bytes((data / name).read_bytes())
+    missing[missing.index(str(data))] = str(tmp_path / "only")
+    assert main(missing) == 1
+    assert "pass --pretrain-sources train" in capsys.readouterr().err
