@@ -50,6 +50,14 @@ class OneLineParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.set_defaults(cli_prog=self.prog)
+        # The global flag works after the subcommand too: `magneto train ... -v`.
+        self.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="debug logging, and the traceback of an error",
+        )
 
     def error(self, message: str) -> NoReturn:
         usage_error(self.prog, message)

@@ -82,18 +82,38 @@ def field_metavar(annotation: Any) -> str:
         else:
             names.append(
                 {
-                    int: "INT",
+                    int: "N",
                     float: "FLOAT",
                     str: "TEXT",
                     dict: "JSON",
                     bool: "{true,false}",
                     Path: "PATH",
-                    SecretStr: "TEXT",
+                    SecretStr: "KEY",
                 }.get(typing.get_origin(member) or member, "VALUE")
             )
     if choices:
         return "{" + ",".join(choices + names) + "}"
     return names[0] if len(names) == 1 else "VALUE"
+
+
+# Text fields that are paths or names of something: what to write instead of TEXT.
+FIELD_METAVARS = {
+    "data": "DIR",
+    "images": "DIR",
+    "out": "DIR",
+    "feature_cache_dir": "DIR",
+    "init_from": "FILE",
+    "embeddings": "{word2vec,FILE}",
+    "model.backbone_weights": "{imagenet,none,FILE}",
+    "device": "DEVICE",
+    "checkpoint": "FILE",
+    "host": "HOST",
+}
+
+
+def metavar_of(dotted: str, annotation: Any) -> str:
+    """The metavar of a config or settings field: its role where it has one, else its type."""
+    return FIELD_METAVARS.get(dotted) or field_metavar(annotation)
 
 
 def _is_list(annotation: Any) -> bool:
@@ -220,7 +240,7 @@ def add_config_flags(
                 dest=dest,
                 default=argparse.SUPPRESS,
                 type=field_checker(model, dotted),
-                metavar=field_metavar(info.annotation),
+                metavar=metavar_of(dotted, info.annotation),
                 help=help_text,
             )
 

@@ -63,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         default=max(1, (os.cpu_count() or 1)),
+        metavar="N",
         help="processes drawing the images (nuswide, large-scale; image-only draws in one)",
     )
     synth.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
@@ -85,7 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     nus.add_argument("--root", required=True, metavar="DIR", help="the NUS-WIDE root directory")
     nus.add_argument("--out", required=True, metavar="DIR", help="directory for the prepared files")
-    nus.add_argument("--max-len", type=positive_int, default=16, help="most tags per item (l)")
+    nus.add_argument(
+        "--max-len", type=positive_int, default=16, metavar="N", help="most tags per item (l)"
+    )
     nus.add_argument(
         "--check-images",
         choices=("none", "exists", "decode"),
@@ -96,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers",
         type=positive_int,
         default=max(1, (os.cpu_count() or 1)),
+        metavar="N",
         help="processes for --check-images decode",
     )
     nus.add_argument("--overwrite", action="store_true", help="replace earlier prepared files")

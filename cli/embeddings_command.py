@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--vocab",
         type=Path,
-        metavar="CSV",
+        metavar="FILE",
         help="vocabulary (index,word) to report coverage against "
         "[default: vocab.csv beside the first --data file, if there]",
     )
@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--sample",
         type=non_negative_float,
-        metavar="F",
+        metavar="FLOAT",
         default=0.0,
         help="downsample tags more frequent than this share of all tags (gensim's sample; "
         "0: never, since frequent tags still matter)",

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and tag-list length, and write FILE.json beside it: vocabulary, threshold, image "
         "preprocessing and the input/output names, dtypes and shapes.",
     )
-    cmd.add_argument("--checkpoint", required=True, type=Path)
+    cmd.add_argument(
+        "--checkpoint", required=True, type=Path, metavar="FILE", help="the checkpoint to export"
+    )
     cmd.add_argument(
         "--format",
         required=True,
@@ -27,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="fmt",
         help="the file format to write",
     )
-    cmd.add_argument("--out", required=True, type=Path, help="the model file to write")
+    cmd.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="the model file to write"
+    )
     cmd.add_argument("--overwrite", action="store_true", help="replace FILE and FILE.json")
     cmd.add_argument("--json", action="store_true", help="print the sidecar as JSON")
     cmd.set_defaults(handler=run_export)

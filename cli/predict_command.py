@@ -47,10 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument(
         "--threshold",
         type=unit_float,
-        metavar="0..1",
+        metavar="FLOAT",
         help="decision threshold [default: the checkpoint's]",
     )
-    pr.add_argument("--top-k", type=positive_int, metavar="K", help="keep at most K tags")
+    pr.add_argument("--top-k", type=positive_int, metavar="N", help="keep at most N tags")
     pr.add_argument("--min-keep", type=non_negative_int, metavar="N", help="keep at least N tags")
     pr.add_argument(
         "--batch-size", type=positive_int, default=64, metavar="N", help="images per forward pass"

@@ -31,15 +31,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     qs.add_argument(
         "--workdir",
         default="magneto-quickstart",
+        metavar="DIR",
         help="directory for data and runs (re-running replaces its contents)",
     )
     qs.add_argument("--no-serve", action="store_true", help="stop after the evaluation")
-    qs.add_argument("--items", type=positive_int, default=2000, help="labelled synthetic items")
-    qs.add_argument("--epochs", type=positive_int, help="training epochs (default: config)")
-    qs.add_argument("--pretrain-epochs", type=positive_int, help="default: config")
-    qs.add_argument("--seed", type=int, default=0, help="seed of the data and the runs")
-    qs.add_argument("--host", default="127.0.0.1", help="where to serve")
-    qs.add_argument("--port", type=port_number, default=8000, help="where to serve")
+    qs.add_argument(
+        "--items", type=positive_int, default=2000, metavar="N", help="labelled synthetic items"
+    )
+    qs.add_argument(
+        "--epochs", type=positive_int, metavar="N", help="training epochs [default: the config's]"
+    )
+    qs.add_argument(
+        "--pretrain-epochs",
+        type=positive_int,
+        metavar="N",
+        help="pre-training epochs [default: the config's]",
+    )
+    qs.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the data and the runs"
+    )
+    qs.add_argument("--host", default="127.0.0.1", metavar="HOST", help="where to serve")
+    qs.add_argument("--port", type=port_number, default=8000, metavar="N", help="where to serve")
     qs.set_defaults(handler=run_quickstart)
 
 

@@ -21,18 +21,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trained with into a MAGNeto checkpoint. The file is read without unpickling arbitrary "
         "objects; the architecture is read off the weights' shapes.",
     )
-    cmd.add_argument("--checkpoint", required=True, type=Path, help="the reference .pth file")
-    cmd.add_argument("--vocab", required=True, type=Path, help="its vocabulary CSV (index,word)")
-    cmd.add_argument("--out", required=True, type=Path, help="the MAGNeto checkpoint to write")
     cmd.add_argument(
-        "--threshold", type=unit_float, help="decision threshold (default: the file's, or 0.5)"
+        "--checkpoint", required=True, type=Path, metavar="FILE", help="the reference .pth file"
     )
     cmd.add_argument(
-        "--input-size", type=int_at_least(32), default=112, help="image side in px (default 112)"
+        "--vocab", required=True, type=Path, metavar="FILE", help="its vocabulary CSV (index,word)"
+    )
+    cmd.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="the MAGNeto checkpoint to write"
+    )
+    cmd.add_argument(
+        "--threshold",
+        type=unit_float,
+        metavar="FLOAT",
+        help="decision threshold [default: the file's, or 0.5]",
+    )
+    cmd.add_argument(
+        "--input-size", type=int_at_least(32), default=112, metavar="N", help="image side in px"
     )
     cmd.add_argument(
         "--heads",
         type=positive_int,
+        metavar="N",
         help="attention heads, if the file's config lacks them (default: the paper's, 4 or 8)",
     )
     cmd.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -54,15 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--outliers",
         type=non_negative_int,
-        metavar="K",
+        metavar="N",
         default=0,
         help="K random vocabulary tags added to each item for the outlier rate",
     )
-    ev.add_argument("--seed", type=int, default=0, metavar="INT", help="seed of the outlier tags")
+    ev.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the outlier tags")
     ev.add_argument(
         "--threshold",
         type=unit_float,
-        metavar="0..1",
+        metavar="FLOAT",
         help="decision threshold [default: the checkpoint's]",
     )
     ev.add_argument(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from magneto.cli.common import DEVICE_HELP, UsageError, device_name
-from magneto.cli.config_flags import field_checker, field_metavar, show_default
+from magneto.cli.config_flags import field_checker, metavar_of, show_default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,13 +25,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description = info.description or (DEVICE_HELP if name == "device" else "")
         default = show_default(info.get_default(call_default_factory=True))
         env = f"env MAGNETO_{name.upper()}" + (f"; default: {default}" if default else "")
+        help_text = f"{description} [{env}]".strip().replace("%", "%%")
+        if info.annotation is bool:  # a switch, like every yes/no flag of magneto
+            cmd.add_argument(
+                flag,
+                dest=f"svc__{name}",
+                default=argparse.SUPPRESS,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+            continue
         cmd.add_argument(
             flag,
             dest=f"svc__{name}",
             default=argparse.SUPPRESS,
             type=device_name if name == "device" else field_checker(ServiceSettings, name),
-            metavar=field_metavar(info.annotation),
-            help=f"{description} [{env}]".strip().replace("%", "%%"),
+            metavar=metavar_of(name, info.annotation),
+            help=help_text,
         )
     cmd.set_defaults(handler=run_serve)
 

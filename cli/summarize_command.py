@@ -75,10 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--threshold",
         type=unit_float,
-        metavar="0..1",
+        metavar="FLOAT",
         help="decision threshold [default: the checkpoint's]",
     )
-    cmd.add_argument("--top-k", type=positive_int, metavar="K", help="keep at most K per item")
+    cmd.add_argument("--top-k", type=positive_int, metavar="N", help="keep at most N per item")
     cmd.add_argument(
         "--min-keep", type=non_negative_int, metavar="N", help="keep at least N per item"
     )
@@ -95,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--num-gpus-per-worker",
         type=non_negative_float,
         default=0.0,
-        metavar="GPUS",
+        metavar="FLOAT",
         help="GPUs per scoring actor (Ray)",
     )
     cmd.add_argument(

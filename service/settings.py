@@ -70,7 +70,9 @@ class ServiceSettings(BaseSettings):
         default_factory=list, description="comma-separated origins; CORS is off when empty"
     )
     graceful_timeout: float = Field(30.0, ge=0, description="seconds to finish in-flight work")
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="the server's log level"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

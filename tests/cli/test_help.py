@@ -128,3 +128,67 @@ def test_the_export_formats_named_for_help_are_the_exporters():
     from magneto.infer.export import FORMATS
 
     assert tuple(EXPORT_FORMATS) == tuple(FORMATS)
+
+
+METAVARS = {"N", "FLOAT", "FILE", "DIR", "DEVICE", "JSON", "HOST", "KEY", "ADDRESS", "I/N"}
+METAVARS |= {"TAG,...", "ITEM,...", "INPUT"}
+
+
+def every_parser():
+    import runpy
+    from pathlib import Path
+
+    generator = Path(__file__).resolve().parents[2] / "docs" / "gen_reference.py"
+    return list(runpy.run_path(str(generator), run_name="test")["commands"]())
+
+
+def _shown(action) -> bool:
+    import argparse
+
+    skip = (argparse._HelpAction, argparse._SubParsersAction, argparse._VersionAction)
+    return action.help != argparse.SUPPRESS and not isinstance(action, skip)
+
+
+def test_every_flag_of_every_command_has_help_and_says_what_it_takes():
+    import argparse
+
+    problems = []
+    for path, parser in every_parser():
+        text = parser.format_help()
+        assert "-v, --verbose" in text, f"{path}: the global -v is accepted after it too"
+        for action in filter(_shown, parser._actions):
+            name = f"{path} {'/'.join(action.option_strings) or action.dest}"
+            if not (action.help or "").strip():
+                problems.append(f"{name}: no help")
+            if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+                continue  # a switch (--json, --no-aux)
+            metavar = action.metavar
+            if action.choices is not None and not isinstance(action.choices, dict):
+                listed = "{" + ",".join(map(str, action.choices)) + "}"
+                if metavar is not None or listed not in text:
+                    problems.append(f"{name}: its choices are not listed")
+            elif metavar is None or not (metavar in METAVARS or str(metavar).startswith("{")):
+                problems.append(f"{name}: metavar {metavar!r}")
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--checkpoint", "x.ckpt", "--log-level", "banana"],
+        ["serve", "--checkpoint", "x.ckpt", "--metrics-require-key", "true"],
+        ["train", "--data", "d", "--out", "o", "--aux", "yes"],
+    ],
+)
+def test_choices_and_switches_are_usage_errors_when_misused(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_verbose_flag_works_before_and_after_the_subcommand():
+    parser = build_parser()
+    assert parser.parse_args(["-v", "synth", "--out", "o"]).verbose is True
+    assert parser.parse_args(["synth", "--out", "o", "-v"]).verbose is True
+    assert parser.parse_args(["synth", "--out", "o"]).verbose is False
