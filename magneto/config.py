@@ -108,6 +108,14 @@ class RunConfig(BaseModel):
         description="default: <data>/feature_cache, or <out>/feature_cache if <data> is read-only",
     )
     progress: bool = Field(True, description="progress bars")
+    # experiment tracking
+    tracking: Literal["none", "mlflow"] = Field(
+        "none", description="also log the run to MLflow (pip install 'magneto-ets[mlflow]')"
+    )
+    tracking_uri: str | None = Field(
+        None, description="the MLflow tracking URI [default: MLFLOW_TRACKING_URI, or MLflow's]"
+    )
+    experiment: str = Field("magneto", description="the MLflow experiment of the run")
 
     @model_validator(mode="before")
     @classmethod
@@ -137,6 +145,7 @@ class RunConfig(BaseModel):
         "init_from",
         "pretrain_epochs",
         "pretrain_lr",
+        "tracking_uri",
         mode="before",
     )
     @classmethod

@@ -18,17 +18,21 @@ from pydantic import BaseModel
 
 from magneto.config import save_config
 from magneto.train.curves import plot_curves
+from magneto.train.tracking import Tracker
 
 STAGE_TITLES = {"train": "supervised training", "pretrain": "pre-training"}
 
 
 class RunLog:
-    def __init__(self, out: Path, stage: str, *, enabled: bool = True) -> None:
+    def __init__(
+        self, out: Path, stage: str, *, enabled: bool = True, tracker: Tracker | None = None
+    ) -> None:
         self.out = Path(out)
         self.stage = stage
         self.enabled = enabled
         self.epochs: int | None = None
         self._writer: Any = None
+        self.tracker = tracker if tracker is not None and enabled else Tracker()
 
     @property
     def metrics_path(self) -> Path:
@@ -41,6 +45,7 @@ class RunLog:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(config, self.out / "config.yaml")
+        self.tracker.start(config, self.out, self.stage, resumed=bool(history))
         if history:
             tmp = self.metrics_path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
@@ -60,6 +65,7 @@ class RunLog:
                 writer.add_scalar(f"{group}/{key}", value, step)
         writer.flush()
         plot_curves(history, self.out / "curves.png", title=self.title(history))
+        self.tracker.epoch(record)
 
     def title(self, history: list[dict[str, Any]]) -> str:
         """What the curves show: the stage, the run directory, the metrics, how far it got."""
@@ -80,10 +86,17 @@ class RunLog:
             self._writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=first_step)
         return self._writer
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Close TensorBoard and write ``final.json``."""
+    def finish(self, summary: dict[str, Any], best: Path | None = None) -> None:
+        """Close TensorBoard, write ``final.json``; the tracker gets the files and ``best``."""
         if not self.enabled:
             return
         if self._writer is not None:
             self._writer.close()
         (self.out / "final.json").write_text(json.dumps(summary, indent=2) + "\n")
+        files = ("curves.png", "config.yaml", "metrics.jsonl", "final.json")
+        self.tracker.finish([*(self.out / name for name in files), *([best] if best else [])])
+
+    def fail(self, interrupted: bool) -> None:
+        """The run stopped on an error (or Ctrl-C): say so to the tracker."""
+        if self.enabled:
+            self.tracker.fail(interrupted)

@@ -37,6 +37,7 @@ from magneto.train.fit_setup import FitParts
 from magneto.train.loop import ScoredItem, labelled, score, train_one_epoch
 from magneto.train.metrics import choose_threshold, metrics_at
 from magneto.train.run_log import RunLog
+from magneto.train.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,12 @@ class Trainer:
         self.threshold = threshold
         names = checkpoint_names or DEFAULT_CHECKPOINTS
         self.paths = {k: Path(out) / v for k, v in names.items()}
-        self.log = RunLog(Path(out), stage, enabled=self.dist.is_main)
+        tracker = (
+            open_tracker(config.tracking, config.tracking_uri, config.experiment)
+            if self.dist.is_main
+            else None
+        )
+        self.log = RunLog(Path(out), stage, enabled=self.dist.is_main, tracker=tracker)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best_f1 = -math.inf
@@ -264,6 +270,13 @@ class Trainer:
         )
 
     def fit(self) -> FitResult:
+        try:
+            return self._fit()
+        except BaseException as exc:
+            self.log.fail(interrupted=isinstance(exc, KeyboardInterrupt))
+            raise
+
+    def _fit(self) -> FitResult:
         self.log.start(self.config, self.history if self.start_epoch else [])
         for epoch in range(self.start_epoch, self.config.epochs):
             record, threshold = self._epoch(epoch)
@@ -287,6 +300,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "replica_checksums": checksums,
                 "replicas_identical": len(set(checksums)) == 1,
-            }
+            },
+            best=next(iter(self.paths.values()), None),
         )
         return FitResult(self.history, self.best_f1, self.best_loss, self.paths, checksums)
