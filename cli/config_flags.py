@@ -108,6 +108,8 @@ FIELD_METAVARS = {
     "device": "DEVICE",
     "checkpoint": "FILE",
     "host": "HOST",
+    "tracking_uri": "URI",
+    "experiment": "NAME",
 }
 
 
