@@ -81,7 +81,8 @@ def run_predict(args: argparse.Namespace) -> int:
         raise UsageError("a manifest is scored alone: pass it as the only INPUT")
     if args.images is not None and not manifest:
         raise UsageError("--images is for a manifest's image paths")
-    if not inputs or (len(inputs) == 1 and not manifest and Path(inputs[0]).is_file()):
+    one = len(inputs) == 1 and not manifest and not any(c in inputs[0] for c in "*?[")
+    if not inputs or (one and Path(inputs[0]).exists() and not Path(inputs[0]).is_dir()):
         return _predict_one(args, inputs[0] if inputs else None)  # every tag of one image
     return _predict_many(args, inputs, manifest)
 
@@ -92,7 +93,7 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
     from magneto.infer.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
-    image = Path(image_path).read_bytes() if image_path else None
+    image = Path(image_path) if image_path else None  # decoding checks the file first
     if image_path is None and predictor.uses_images:
         raise MagnetoError("this model reads images: pass --image FILE or INPUT")
     try:
@@ -103,8 +104,10 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
             top_k=args.top_k,
             min_keep=args.min_keep,
         )
-    except ImageError as exc:  # it was given bytes: say which file they came from
-        raise ImageError(f"{image_path}: {exc}") from None
+    except ImageError as exc:  # say which file, when the message does not already
+        message = str(exc)
+        named = message if str(image_path) in message else f"{image_path}: {message}"
+        raise type(exc)(named) from None
     if args.json:
         print_json(prediction.as_dict())
         return 0

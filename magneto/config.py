@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from magneto.data.text_files import file_problem
 from magneto.errors import ConfigError
 from magneto.model.config import ModelConfig
 from magneto.train.loss_names import LossName
@@ -237,10 +238,17 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    problem = file_problem(path)
+    if problem:
+        where = f"not found: {path}" if problem == "not found" else f"{path} {problem}"
+        raise ConfigError(f"config file {where}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

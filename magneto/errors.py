@@ -46,6 +46,11 @@ class ImageTooLargeError(ImageError):
     """The image has more pixels than the configured limit (decompression-bomb guard)."""
 
 
+class ImageAspectError(ImageError):
+    """The image is too long and thin to be scored: scaling its shorter side up to the model's
+    input would multiply the longer side too (an aspect-ratio bomb, or not a picture)."""
+
+
 class WeightsError(MagnetoError):
     """Pretrained weights could not be obtained or do not fit the model."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import Counter
 
-from magneto.errors import ImageError, ImageTooLargeError
+from magneto.errors import ImageAspectError, ImageError, ImageTooLargeError
 from magneto.infer.predictor import (
     Prediction,
     PredictionError,
@@ -214,6 +214,9 @@ class ModelHost:
         except ClientGone:
             self.abandoned.labels("decode").inc()
             return None
+        except Exception as exc:  # an input the pipeline chokes on: the client's 4xx, never 500
+            message = f"{where}the image could not be prepared ({type(exc).__name__})"
+            return ApiError(400, "invalid_image", message)
 
     async def _submit(
         self,
@@ -250,6 +253,8 @@ def preparation_error(exc: ImageError | PredictionError, where: str = "") -> Api
     """The API error for an item that could not be decoded or looked up; ``where`` names it."""
     if isinstance(exc, ImageTooLargeError):
         return ApiError(413, "image_too_large", f"{where}{exc}")
+    if isinstance(exc, ImageAspectError):
+        return ApiError(422, "image_aspect_ratio", f"{where}{exc}")
     if isinstance(exc, ImageError):
         return ApiError(400, "invalid_image", f"{where}{exc}")
     return ApiError(422, "invalid_request", f"{where}{exc}")

@@ -132,3 +132,24 @@ def checkpoint(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("served") / "run"
     run_training(tiny_config(data, images, out, epochs=2))
     return out / "best_f1.ckpt"
+
+
+def strip_png(width: int, height: int) -> bytes:
+    """A tiny PNG of a huge, thin 8-bit grey image (a 1,000,000x1 one is about 1 KB): the
+    aspect-ratio bomb, built by hand so that making it costs nothing."""
+    import struct
+    import zlib
+
+    rows = b"".join(b"\x00" + b"\x00" * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )

@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "magneto.infer": LIBRARY_BASE | {"magneto", "magneto.data", "magneto.model"},
     "magneto.bulk": LIBRARY_BASE | {"magneto.data", "magneto.model", "magneto.infer"},
     # RunConfig checks a run's losses by name when it is built (the registry, not the loop)
-    "magneto.config": LIBRARY_BASE | {"magneto.model", "magneto.train"},
+    "magneto.config": LIBRARY_BASE | {"magneto.data", "magneto.model", "magneto.train"},
     "magneto.train": LIBRARY_BASE
     | {"magneto.config", "magneto.data", "magneto.model", "magneto.embeddings", "magneto.infer"},
     "magneto.service": LIBRARY_BASE | {"magneto.data", "magneto.model", "magneto.infer"},

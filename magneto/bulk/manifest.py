@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from magneto.data.annotation_files import parquet_module
+from magneto.data.text_files import file_problem
 from magneto.errors import DataError
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -72,8 +73,9 @@ def _id_hash(item_id: Any) -> int:
 class Manifest:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(self.path, None, "manifest not found")
+        problem = file_problem(self.path)
+        if problem:
+            raise DataError(self.path, None, f"manifest {problem}")
         self.format = manifest_format(self.path)
         self.columns = self._columns()
 

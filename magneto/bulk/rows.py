@@ -110,6 +110,9 @@ class RowPreparer:
             prepared = self.preparer.prepare(request)
         except (ImageError, PredictionError) as exc:
             return error_row(item.row, item_id, failure_kind(exc), f"{where} ({item_id}): {exc}")
+        except Exception as exc:  # one item's surprise is its own row, never the job's end
+            message = f"{where} ({item_id}): could not be prepared ({type(exc).__name__}: {exc})"
+            return error_row(item.row, item_id, "invalid_request", message)
         if not prepared.known:
             return error_row(
                 item.row,

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from magneto.data.annotations import CSV_COLUMNS_LABELLED, Annotation, build_annotation
-from magneto.data.text_files import utf8_lines
+from magneto.data.text_files import file_problem, utf8_lines
 from magneto.errors import DataError, MagnetoError
 
 __all__ = [
@@ -109,8 +109,9 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, raw fields) of a CSV, JSONL or Parquet file (by its extension), unvalidated:
     for callers that decide themselves what a bad record costs."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, None, "annotation file not found")
+    problem = file_problem(path)
+    if problem:
+        raise DataError(path, None, f"annotation file {problem}")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return _iter_parquet(path)

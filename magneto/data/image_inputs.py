@@ -123,6 +123,8 @@ class DecodedImages(_ImageFiles):
             return Loaded(image=self.transform(array, seed))
         except ImageError as exc:
             return self._bad(item, str(exc))
+        except Exception as exc:  # an image the pipeline chokes on is a bad image, not a crash
+            return self._bad(item, f"could not be prepared ({type(exc).__name__}: {exc})")
 
 
 class CachedFeatures(_ImageFiles):

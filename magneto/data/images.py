@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from magneto.data.decode_budget import DECODE_BUDGET
-from magneto.errors import ImageError, ImageNotFoundError, ImageTooLargeError
+from magneto.data.text_files import file_problem
+from magneto.errors import ImageAspectError, ImageError, ImageNotFoundError, ImageTooLargeError
 
 # albumentations checks PyPI for a newer version on import unless told not to; our machines
 # are offline and a network call at import time would only slow every start-up down.
@@ -38,6 +39,11 @@ from albumentations.pytorch import ToTensorV2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MAX_PIXELS = 50_000_000
+# The longest side may be this many times the shortest: a wide panorama, not a strip. The
+# shorter side is scaled to the model's input, so this also bounds the resized image: at most
+# MAX_ASPECT_RATIO * input_size**2 pixels, whatever the file says.
+MAX_ASPECT_RATIO = 30
+MAX_IMAGE_FILE_BYTES = 256 * 1024 * 1024  # an image file larger than this is not read
 
 ImageSource = bytes | str | Path | BinaryIO
 
@@ -56,9 +62,35 @@ _ORIENTATION = {  # EXIF orientation -> the transpose that shows the image uprig
 }
 
 
+def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The bounds every image meets before any pixel is decoded or resized (the one place the
+    service, predict, evaluate, training and the bulk job check them)."""
+    if width <= 0 or height <= 0:
+        raise ImageError("image has no pixels")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image has {width}x{height} = {width * height} pixels, more than the limit of "
+            f"{max_pixels}"
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_ASPECT_RATIO:
+        raise ImageAspectError(
+            f"image is {width}x{height}, an aspect ratio of {ratio:.0f}:1, beyond the "
+            f"{MAX_ASPECT_RATIO}:1 an image is scored at"
+        )
+
+
 def _open(source: ImageSource) -> Image.Image:
     if isinstance(source, bytes | bytearray):
         source = io.BytesIO(source)
+    elif isinstance(source, str | Path):  # never read what is not a regular file of sane size
+        problem = file_problem(source, MAX_IMAGE_FILE_BYTES)
+        if problem == "not found":
+            raise ImageNotFoundError(f"image file not found: {source}")
+        if problem is not None and "more than the limit" in problem:
+            raise ImageTooLargeError(f"image file {source} {problem}")
+        if problem is not None:
+            raise ImageError(f"image file {source} {problem}")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit replaces Pillow's warning-then-error bomb check.
@@ -185,14 +217,7 @@ def decode_image(
     """
     image = _open(source)
     try:
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise ImageError("image has no pixels")
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"image has {width}x{height} = {width * height} pixels, more than the limit of "
-                f"{max_pixels}"
-            )
+        check_image_size(*image.size, max_pixels)
         if min_side and image.format == "JPEG":
             # draft() keeps the size >= the requested one; EXIF rotation does not change area.
             image.draft("RGB", (min_side, min_side))

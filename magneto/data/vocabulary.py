@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from magneto.data.text_files import utf8_lines
+from magneto.data.text_files import file_problem, utf8_lines
 from magneto.errors import DataError
 
 
@@ -112,8 +112,9 @@ class Vocabulary:
     def load(cls, path: str | Path) -> Vocabulary:
         """Read an ``index,word`` CSV (any row order; indices must be 0..n-1 exactly once)."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(path, None, "vocabulary file not found")
+        problem = file_problem(path)
+        if problem:
+            raise DataError(path, None, f"vocabulary file {problem}")
         with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
             reader = csv.DictReader(utf8_lines(handle, path))
             if reader.fieldnames is None or not {"index", "word"} <= set(reader.fieldnames):

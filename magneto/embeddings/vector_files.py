@@ -21,6 +21,7 @@ from typing import Literal
 
 from gensim.models import KeyedVectors
 
+from magneto.data.text_files import file_problem
 from magneto.data.vocabulary import normalize_tag
 from magneto.errors import MagnetoError
 
@@ -78,8 +79,10 @@ def _text_row_size(line: bytes) -> int | None:
 def detect_format(path: str | Path) -> VectorFormat:
     """Recognise a vectors file by its first bytes; MagnetoError naming the file if none fits."""
     path = Path(path)
-    if not path.is_file():
-        raise MagnetoError(f"word vectors file not found: {path}")
+    problem = file_problem(path)
+    if problem:
+        where = f"not found: {path}" if problem == "not found" else f"{path} {problem}"
+        raise MagnetoError(f"word vectors file {where}")
     with path.open("rb") as handle:
         first = handle.readline(_MAX_LINE)
         second = handle.readline(_MAX_LINE)

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from magneto.data.text_files import file_problem
 from magneto.data.vocabulary import Vocabulary
 from magneto.errors import MagnetoError, refusal
 from magneto.model.architectures import TagModel, build_model, speed_up_backbone
@@ -169,8 +170,11 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     """Read a checkpoint safely (``weights_only``), check that it is one of ours and that its
     tensors are the ones written (every command that reads a checkpoint comes here)."""
     path = Path(path)
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "not found":
         raise CheckpointError(f"checkpoint not found: {path}")
+    if problem:
+        raise CheckpointError(f"checkpoint {path} {problem}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

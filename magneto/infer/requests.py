@@ -19,12 +19,19 @@ from magneto.data.dataset import Batch, Sample, pad_samples
 from magneto.data.images import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
+    check_image_size,
     decode_image,
     image_size,
     make_transform,
 )
 from magneto.data.vocabulary import Vocabulary, dedupe_tags
-from magneto.errors import ImageError, ImageNotFoundError, ImageTooLargeError, MagnetoError
+from magneto.errors import (
+    ImageAspectError,
+    ImageError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    MagnetoError,
+)
 from magneto.infer.checkpoint import Checkpoint
 
 
@@ -78,6 +85,8 @@ def failure_kind(exc: Exception) -> str:
     """The error kind of an exception raised while preparing an item."""
     if isinstance(exc, ImageTooLargeError):
         return "image_too_large"
+    if isinstance(exc, ImageAspectError):
+        return "image_aspect_ratio"
     if isinstance(exc, ImageNotFoundError):
         return "missing_image"
     if isinstance(exc, ImageError):
@@ -118,10 +127,12 @@ class ItemPreparer:
 
     def image_tensor(self, image: Any) -> torch.Tensor:
         if isinstance(image, Image.Image):
+            check_image_size(image.width, image.height, self.max_pixels)
             array = np.asarray(image.convert("RGB"))
         elif isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise PredictionError("an image array must be (H, W, 3) uint8 RGB")
+            check_image_size(image.shape[1], image.shape[0], self.max_pixels)
             array = image
         else:
             array = decode_image(image, max_pixels=self.max_pixels, min_side=self.input_size)

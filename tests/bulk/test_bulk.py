@@ -240,3 +240,26 @@ def test_command_line_errors_are_one_line(library, checkpoint, tmp_path, capsys)
         == 1
     )
     assert "no item_id or tags column" in capsys.readouterr().err
+
+
+def test_an_aspect_ratio_bomb_is_one_error_row_and_every_other_row_is_scored(
+    library, checkpoint, tmp_path
+):
+    from tests.conftest import strip_png
+
+    images, rows = library
+    bombs = tmp_path / "images"
+    shutil.copytree(images, bombs)
+    (bombs / "strip.png").write_bytes(strip_png(1_000_000, 1))
+    (bombs / "fifo.jpg").unlink(missing_ok=True)
+    os.mkfifo(bombs / "fifo.jpg")  # read, it would block the job forever
+    manifest = write_manifest(
+        [rows[0], {**rows[0], "item_id": "bomb", "image": "strip.png"},
+         {**rows[0], "item_id": "pipe", "image": "fifo.jpg"}, rows[6]],
+        tmp_path / "m.jsonl",
+    )  # fmt: skip
+    out = tmp_path / "r.jsonl"
+    run_bulk(job(checkpoint, manifest, bombs, out))
+    got = read_results(out)
+    assert [r["error_kind"] for r in got] == [None, "image_aspect_ratio", "bad_image", None]
+    assert "1000000x1" in got[1]["error"] and "not a regular file" in got[2]["error"]
