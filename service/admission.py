@@ -10,6 +10,7 @@ queued first.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from magneto.service.batching import QueueFull
@@ -27,6 +28,9 @@ class Admission:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         batcher = getattr(self.host, "batcher", None)
+        if scope["type"] == "http" and scope.get("path") in SCORING:
+            # the bound on waiting counts from here: reading the body is part of the wait
+            scope.setdefault("state", {})["arrived"] = time.perf_counter()
         if scope["type"] == "http" and batcher is not None and scope.get("path") in SCORING:
             try:
                 batcher.admit(1, arriving=True)

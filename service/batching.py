@@ -14,7 +14,14 @@ doing 12 items/s each waited ~15 s and none was told to come back later. The pac
 average over recent passes, measured from the end of the previous pass while there is a
 backlog, so that what the batcher itself spends between passes counts too; a pass that runs
 longer than the pace predicts raises the estimate while it runs (a neighbour taking the CPU
-made passes 5x slower at once, and the pace only learnt it when they ended).
+made passes 5x slower at once, and the pace only learnt it when they ended). Only passes
+count: after a batch whose every item was abandoned, or an idle spell, the next pass is timed
+from its own start (idle time counted as model time once made a server refuse 6 of 8
+requests on an idle machine and ask for a retry after 527 s).
+
+Accepted work keeps the bound too: an item whose request arrived more than
+``max_queue_wait_s`` ago when its turn comes (decoding included) is not scored but answered
+503 with Retry-After, so an accepted request waits about the bound and one pass at most.
 
 Every PyTorch call (loading the model too) runs on the one model thread: each thread that
 enters a parallel CPU kernel gets its own OpenMP team, and once two teams exist libgomp stops
@@ -37,6 +44,7 @@ from typing import Any
 from magneto.infer.predictor import Prediction, Predictor, PreparedItem
 
 log = logging.getLogger("magneto.service")
+MAX_RETRY_AFTER_S = 60  # never ask a client to stay away longer than this
 
 
 class QueueFull(Exception):
@@ -93,7 +101,7 @@ class _Job:
     item: PreparedItem
     future: asyncio.Future
     gone: threading.Event | None = None
-    queued: float = field(default_factory=time.perf_counter)
+    since: float = field(default_factory=time.perf_counter)  # when its request arrived
 
     @property
     def abandoned(self) -> bool:
@@ -112,6 +120,7 @@ class MicroBatcher:
         preprocess_threads: int = 2,
         on_batch: Callable[[int, float], None] | None = None,
         on_reject: Callable[[str], None] | None = None,
+        on_abandon: Callable[[int], None] | None = None,
     ) -> None:
         self.predictor: Predictor | None = None
         self.max_batch_size = max_batch_size
@@ -120,6 +129,7 @@ class MicroBatcher:
         self.max_queue_wait = max_queue_wait_s
         self.on_batch = on_batch
         self.on_reject = on_reject
+        self.on_abandon = on_abandon  # items left out of a pass: their clients had gone
         self.pace = Pace()
         self._in_flight = 0  # items in the forward pass under way
         self._pass_started = 0.0
@@ -163,9 +173,21 @@ class MicroBatcher:
             self._reject(message, wait - bound, "queue_wait")
 
     def _reject(self, message: str, retry_after_s: float, reason: str) -> None:
+        raise self._full(message, retry_after_s, reason)
+
+    def _full(self, message: str, retry_after_s: float, reason: str) -> QueueFull:
         if self.on_reject is not None:
             self.on_reject(reason)
-        raise QueueFull(message, max(1, math.ceil(retry_after_s)), reason)
+        return QueueFull(message, min(MAX_RETRY_AFTER_S, max(1, math.ceil(retry_after_s))), reason)
+
+    def _late(self, since: float, now: float) -> bool:
+        return self.max_queue_wait is not None and now - since > self.max_queue_wait
+
+    def _too_late(self, since: float, now: float) -> QueueFull:
+        bound = self.max_queue_wait or 0.0
+        wait = self.expected_wait() or 0.0
+        message = f"waited {now - since:.1f} s for the model, over the bound of {bound:g} s"
+        return self._full(message, max(1.0, wait - bound), "expired")
 
     async def start(self, load: Callable[[], Predictor]) -> Predictor:
         """Build the predictor on the model thread, then start taking requests."""
@@ -198,15 +220,23 @@ class MicroBatcher:
             self._arrived.set()
 
     async def submit(
-        self, items: Sequence[PreparedItem], gone: threading.Event | None = None
+        self,
+        items: Sequence[PreparedItem],
+        gone: threading.Event | None = None,
+        since: float | None = None,
     ) -> list[Prediction]:
         """Queue prepared items; resolves when their predictions are ready. When ``gone`` is
-        set before their pass starts, they are left out of it and ClientGone is raised."""
+        set before their pass starts, they are left out of it and ClientGone is raised; when
+        their request (arrived at ``since``) has waited past ``max_queue_wait_s`` by then,
+        QueueFull is raised instead of scoring them."""
         if not self._running or self._queue is None:
             raise NotRunning("the service is shutting down")
+        since = time.perf_counter() if since is None else since
+        if self._late(since, time.perf_counter()):  # decoding took the time it had
+            raise self._too_late(since, time.perf_counter())
         self.admit(len(items))
         loop = asyncio.get_running_loop()
-        jobs = [_Job(item, loop.create_future(), gone) for item in items]
+        jobs = [_Job(item, loop.create_future(), gone, since) for item in items]
         for job in jobs:
             self._queue.put_nowait(job)
         self._arrived.set()
@@ -231,16 +261,23 @@ class MicroBatcher:
         return batch
 
     def _without_abandoned(self, batch: list[_Job]) -> list[_Job]:
-        """The jobs still wanted: no forward pass for a client that has gone."""
+        """The jobs still wanted: no forward pass for a client that has gone, nor for a
+        request that has waited past the bound (it gets its 503 now)."""
         assert self._queue is not None
-        wanted = []
+        wanted, gone, now = [], 0, time.perf_counter()
         for job in batch:
-            if not job.abandoned:
+            if job.abandoned:
+                gone += not job.future.done()
+                if not job.future.done():
+                    job.future.set_exception(ClientGone())
+            elif self._late(job.since, now):
+                job.future.set_exception(self._too_late(job.since, now))
+            else:
                 wanted.append(job)
                 continue
-            if not job.future.done():
-                job.future.set_exception(ClientGone())
             self._queue.task_done()
+        if gone and self.on_abandon is not None:
+            self.on_abandon(gone)
         return wanted
 
     async def _run(self) -> None:
@@ -248,7 +285,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = self._without_abandoned(await self._collect())
-            if not batch:
+            if not batch:  # nothing ran: the next pass is timed from its own start
+                self._last_end = None
                 continue
             started = self._pass_started = time.perf_counter()
             self._in_flight = len(batch)

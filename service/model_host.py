@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,6 +103,7 @@ class ModelHost:
             preprocess_threads=s.preprocess_threads,
             on_batch=self.metrics.observe_batch,
             on_reject=self.metrics.observe_rejection,
+            on_abandon=self.abandoned.labels("model").inc,  # unscored items only
         )
         self.predictor = await self.batcher.start(load)
         await self._warm_up()
@@ -123,26 +125,35 @@ class ModelHost:
             await self.batcher.stop()
 
     async def predict(
-        self, request: PredictRequest, gone: threading.Event | None = None
+        self,
+        request: PredictRequest,
+        gone: threading.Event | None = None,
+        arrived: float | None = None,
     ) -> Prediction:
-        """One request (``/v1/summarize``): whatever is wrong with it is raised."""
+        """One request (``/v1/summarize``): whatever is wrong with it is raised. ``arrived``:
+        when the request reached the service (its wait for the model counts from there)."""
+        since = time.perf_counter() if arrived is None else arrived
         batcher, predictor = self._serving()
         prepared = await self._prepare(batcher, predictor, request, "", gone)
         if isinstance(prepared, ApiError):
             raise prepared
         self._unless_gone([] if prepared is None else [prepared], gone)  # None: not decoded
         assert prepared is not None
-        (prediction,) = await self._submit(batcher, [prepared], gone)
+        (prediction,) = await self._submit(batcher, [prepared], gone, since)
         return prediction
 
     async def predict_items(
-        self, items: Sequence[PredictRequest | ApiError], gone: threading.Event | None = None
+        self,
+        items: Sequence[PredictRequest | ApiError],
+        gone: threading.Event | None = None,
+        arrived: float | None = None,
     ) -> list[Prediction | ApiError]:
         """A batch call: an item that cannot be scored gets its error (``items[i]: ``) in its
         place instead of failing the call; the others are decoded side by side and scored.
 
         Raised for the whole call: 413 when the images are larger together than
         ``max_batch_pixels``, 499 when the client hung up before the work was done."""
+        since = time.perf_counter() if arrived is None else arrived
         batcher, predictor = self._serving()
         self._check_batch_pixels(items)
         prepared = await asyncio.gather(
@@ -153,7 +164,7 @@ class ModelHost:
         )
         runnable = [p for p in prepared if isinstance(p, PreparedItem)]
         self._unless_gone(runnable, gone)
-        scored = iter(await self._submit(batcher, runnable, gone))
+        scored = iter(await self._submit(batcher, runnable, gone, since))
         return [
             next(scored) if isinstance(p, PreparedItem) else self._answered(p) for p in prepared
         ]
@@ -222,12 +233,12 @@ class ModelHost:
         self,
         batcher: MicroBatcher,
         items: list[PreparedItem],
-        gone: threading.Event | None = None,
+        gone: threading.Event | None,
+        since: float,
     ) -> list[Prediction]:
         try:
-            return await batcher.submit(items, gone)
-        except ClientGone:
-            self.abandoned.labels("model").inc(len(items))
+            return await batcher.submit(items, gone, since)
+        except ClientGone:  # the batcher counted the items it left out (on_abandon)
             raise ApiError(499, "client_closed_request", "the client has gone") from None
         except QueueFull as exc:
             raise ApiError(

@@ -56,7 +56,7 @@ async def summarize(request: Request, host: Host, settings: Settings) -> dict[st
             "(image_base64 + tags)",
         )
     async with ClientWatch(request) as client:
-        prediction = await host.predict(item, client.gone)
+        prediction = await host.predict(item, client.gone, arrived(request))
     return _result(prediction, request, host)
 
 
@@ -75,7 +75,7 @@ async def summarize(request: Request, host: Host, settings: Settings) -> dict[st
 async def summarize_batch(request: Request, host: Host, settings: Settings) -> dict[str, Any]:
     items = await bodies.batch_items(request, settings, host.needs_image)
     async with ClientWatch(request) as client:
-        outcomes = await host.predict_items(items, client.gone)
+        outcomes = await host.predict_items(items, client.gone, arrived(request))
     return {
         "results": [
             _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, host)
@@ -109,3 +109,8 @@ def _result(prediction: Prediction, request: Request, host: ModelHost) -> dict[s
         },
         "request_id": getattr(request.state, "request_id", ""),
     }
+
+
+def arrived(request: Request) -> float | None:
+    """When the request reached the service (set by the admission middleware)."""
+    return getattr(request.state, "arrived", None)

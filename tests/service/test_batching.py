@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_before_any_measured_pass_only_max_queue_applies():
         with pytest.raises(QueueFull) as caught:
             await batcher.submit([4])
         predictor.release.set()
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)  # the queued ones waited too long
         await batcher.stop()
         return caught.value
 
@@ -201,3 +202,89 @@ def test_queued_items_of_a_client_that_has_gone_get_no_forward_pass():
     assert first == [0] and stayed == [30]
     assert isinstance(left, ClientGone)
     assert all(1 not in batch and 2 not in batch for batch in predictor.batches)
+
+
+class FirstPassBlocks:
+    """Holds the first forward pass until released; the others run at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.passes = 0
+
+    def score_prepared(self, items):
+        self.passes += 1
+        if self.passes == 1:
+            self.release.wait(30)
+        return list(items)
+
+
+def test_idle_time_after_abandoned_work_is_not_counted_as_model_time():
+    """The poisoning sequence: a backlog, its every item abandoned, an idle spell, then a
+    burst. The idle spell used to enter the pace, and the burst was refused for minutes."""
+    predictor = FirstPassBlocks()
+
+    async def scenario():
+        batcher = MicroBatcher(max_batch_size=1, max_wait_ms=0, max_queue_wait_s=0.5)
+        await batcher.start(lambda: predictor)
+        first = asyncio.create_task(batcher.submit([1]))
+        while batcher._in_flight == 0:
+            await asyncio.sleep(0.01)
+        gone = threading.Event()
+        abandoned = asyncio.create_task(batcher.submit([2], gone))
+        await asyncio.sleep(0.05)
+        gone.set()  # its client hangs up while it waits
+        predictor.release.set()
+        await first
+        with pytest.raises(ClientGone):
+            await abandoned
+        await asyncio.sleep(1.0)  # idle
+        await batcher.submit([3])  # one pass, measured from its own start
+        burst = await asyncio.gather(
+            *(batcher.submit([i]) for i in range(8)), return_exceptions=True
+        )
+        per_item = batcher.pace.seconds_per_item
+        await batcher.stop()
+        return burst, per_item
+
+    burst, per_item = asyncio.run(scenario())
+    assert not [b for b in burst if isinstance(b, Exception)]  # every request admitted
+    assert per_item is not None and per_item < 0.1
+
+
+def test_accepted_work_past_the_bound_is_answered_503_and_only_unscored_items_count_as_gone():
+    predictor = FirstPassBlocks()
+    left_out: list[int] = []
+
+    async def scenario():
+        batcher = MicroBatcher(
+            max_batch_size=1, max_wait_ms=0, max_queue_wait_s=0.1, on_abandon=left_out.append
+        )
+        await batcher.start(lambda: predictor)
+        gone = threading.Event()
+        scored = asyncio.create_task(batcher.submit([1], gone))  # in the pass, then gone
+        while batcher._in_flight == 0:
+            await asyncio.sleep(0.01)
+        late = asyncio.create_task(batcher.submit([2]))
+        dropped = asyncio.create_task(batcher.submit([3], gone))
+        await asyncio.sleep(0.3)  # both now waited past the bound
+        gone.set()
+        predictor.release.set()
+        outcomes = await asyncio.gather(scored, late, dropped, return_exceptions=True)
+        await batcher.stop()
+        return outcomes
+
+    scored, late, dropped = asyncio.run(scenario())
+    assert scored == [1]  # its pass had started: scored, not counted as abandoned
+    assert isinstance(late, QueueFull) and late.reason == "expired" and late.retry_after_s >= 1
+    assert isinstance(dropped, ClientGone)
+    assert left_out == [1]  # the one item left out of a pass
+
+
+def test_a_retry_after_is_never_absurd():
+    batcher = MicroBatcher(max_queue=1, max_queue_wait_s=1.0)
+    batcher.pace.observe(1, 1.0)
+    batcher.pace.observe(1, 10_000.0)  # a wild measurement
+    batcher._in_flight, batcher._pass_started = 1, time.perf_counter()  # one item ahead
+    with pytest.raises(QueueFull) as caught:
+        batcher.admit(1)
+    assert caught.value.retry_after_s <= 60
