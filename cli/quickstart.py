@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from magneto.cli.common import port_number, positive_int
+from magneto.cli.common import int_at_least, port_number, positive_int
 from magneto.config import ConfigError, RunConfig, load_config
 from magneto.configs import config_path
 
@@ -36,7 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     qs.add_argument("--no-serve", action="store_true", help="stop after the evaluation")
     qs.add_argument(
-        "--items", type=positive_int, default=2000, metavar="N", help="labelled synthetic items"
+        "--items",
+        type=int_at_least(10),
+        default=2000,
+        metavar="N",
+        help="labelled synthetic items (at least 10)",
     )
     qs.add_argument(
         "--epochs", type=positive_int, metavar="N", help="training epochs [default: the config's]"

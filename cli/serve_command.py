@@ -6,8 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from magneto.cli.common import DEVICE_HELP, UsageError, device_name
 from magneto.cli.config_flags import field_checker, metavar_of, show_default
+from magneto.config import validation_message
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +70,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from magneto.service.settings import ServiceSettings
 
     overrides = {k[len("svc__") :]: v for k, v in vars(args).items() if k.startswith("svc__")}
-    settings = ServiceSettings(**overrides)
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValidationError as exc:
+        ServiceSettings()  # the MAGNETO_* variables alone: their own error (status 1), if any
+        raise UsageError(validation_message(exc)) from None  # else the flags conflict: 2
     if settings.checkpoint is None:
         raise UsageError("no checkpoint: pass --checkpoint or set MAGNETO_CHECKPOINT")
     if not Path(settings.checkpoint).is_file():  # said before a port in use is

@@ -158,6 +158,10 @@ def run_summarize(args: argparse.Namespace) -> int:
     if args.json:
         print_json(figures)
         return 0
+    if report.complete:
+        print(f"{args.out} is complete: {figures['items']} items, {figures['scored']} scored "
+              "(written earlier by this very job; nothing to do)")  # fmt: skip
+        return 0
     errors = ", ".join(f"{k} {v}" for k, v in figures["errors"].items()) or "none"
     target = args.out if report.merged else f"part {args.shard[0]}/{args.shard[1]} of {args.out}"
     print(

@@ -45,11 +45,18 @@ done
 mkdir -p "$WORK"
 
 # ---- base images -----------------------------------------------------------------------------
+# The first non-security Debian mirror in this host's apt sources: deb822 *.sources files and
+# one-line sources.list files, whichever exist. Never fails (set -e, pipefail): an empty answer
+# is reported by the caller. APT_ETC: where apt's configuration is (tests point it elsewhere).
 debian_mirror() {
-  if [ -n "${MAGNETO_SMOKE_MIRROR:-}" ]; then echo "$MAGNETO_SMOKE_MIRROR"; return; fi
-  { grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
-    grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'; } |
-    grep -v security | head -n 1
+  if [ -n "${MAGNETO_SMOKE_MIRROR:-}" ]; then echo "$MAGNETO_SMOKE_MIRROR"; return 0; fi
+  local etc="${APT_ETC:-/etc/apt}" files=() file
+  for file in "$etc"/sources.list.d/*.sources "$etc"/sources.list "$etc"/sources.list.d/*.list; do
+    [ -f "$file" ] && files+=("$file")
+  done
+  [ "${#files[@]}" -gt 0 ] || return 0
+  awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/) ? $3 : $2}' "${files[@]}" |
+    { grep -v security || true; } | { head -n 1; cat >/dev/null; }
 }
 
 if ! podman image exists "$DEBIAN_IMAGE"; then

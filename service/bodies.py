@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
-from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from magneto.infer.predictor import PredictRequest
@@ -137,21 +137,44 @@ def json_item(
     return PredictRequest(image, tags, parsed.threshold, parsed.top_k, parsed.min_keep)
 
 
+class StrictMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, but a text field that is not valid in its charset (UTF-8
+    unless the request names another) is refused, as JSON refuses it: Starlette falls back to
+    latin-1, which turned invalid UTF-8 into garbled "unknown" tags."""
+
+    def on_part_end(self) -> None:
+        part = self._current_part
+        if part.file is None:
+            try:
+                bytes(part.data).decode(self._charset)
+            except (UnicodeDecodeError, LookupError):
+                raise MultiPartException(
+                    f"field {part.field_name!r} is not valid {self._charset} text"
+                ) from None
+        super().on_part_end()
+
+
 async def multipart_item(
     request: Request, settings: ServiceSettings, needs_image: bool
 ) -> PredictRequest:
     """The multipart form: an ``image`` file, ``tags`` and options, nothing else."""
+    parser = StrictMultiPartParser(
+        request.headers, request.stream(), max_files=1, max_fields=settings.max_tags + 8
+    )
     try:
-        form = await request.form(max_files=1, max_fields=settings.max_tags + 8)
-    except HTTPException as exc:  # how Starlette reports a MultiPartException inside an app
-        raise ApiError(400, "malformed_multipart", str(exc.detail)) from None
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, "malformed_multipart", exc.message) from None
     except ValueError:  # a UnicodeError from the codec a ``charset`` parameter names (punycode)
         message = "the form's parts cannot be decoded with the charset of its Content-Type"
         raise ApiError(400, "malformed_multipart", message) from None
-    upload = form.get("image")
-    if isinstance(upload, str) and upload:
-        raise ApiError(400, "missing_image", "image must be a file upload")
-    image = await upload.read() if isinstance(upload, UploadFile) else None
+    try:
+        upload = form.get("image")
+        if isinstance(upload, str) and upload:
+            raise ApiError(400, "missing_image", "image must be a file upload")
+        image = await upload.read() if isinstance(upload, UploadFile) else None
+    finally:
+        await form.close()  # the upload's spooled file (request.form() would do this for us)
     if not image and needs_image:
         raise ApiError(400, "missing_image", "no image file given (field 'image')")
     tags = check_tags(_form_tags(form), settings)

@@ -46,7 +46,9 @@ async def require_api_key(
     if not given:
         raise ApiError(401, "missing_api_key", "send the API key in the X-API-Key header")
     expected = settings.api_key.get_secret_value()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    # Header values arrive as latin-1 text: .encode("latin-1") gives back the bytes sent, so a
+    # key with non-ASCII characters sent as UTF-8 matches; compared in constant time.
+    if not hmac.compare_digest(given.encode("latin-1"), expected.encode("utf-8")):
         raise ApiError(401, "invalid_api_key", "the API key is not valid")
 
 

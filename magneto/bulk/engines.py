@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from magneto.bulk.job import BulkJob, BulkReport
+from magneto.bulk.job import BulkJob, BulkReport, finished_job
 from magneto.errors import MagnetoError
 
 ENGINES = ("local", "ray")
 
 
 def run_bulk(job: BulkJob, engine: str = "local", **ray_options: Any) -> BulkReport:
-    """Run ``job`` on ``engine``; ``ray_options`` go to the Ray engine."""
+    """Run ``job`` on ``engine``; ``ray_options`` go to the Ray engine. A job whose ``--out``
+    it already wrote is complete: its report comes back and nothing runs."""
+    done = finished_job(job)
+    if done is not None:
+        return done
     if engine == "ray":
         from magneto.bulk.ray_engine import run_ray
 

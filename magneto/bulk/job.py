@@ -63,6 +63,7 @@ class BulkReport:
     resumed_shards: int
     merged: bool = True  # False: a part finished, others are still to come
     missing_parts: int = 0  # shards of the whole job not committed yet (when not merged)
+    complete: bool = False  # True: --out was already this job's, nothing was redone
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.rows_this_run / self.seconds if self.seconds else 0.0
@@ -74,6 +75,7 @@ class BulkReport:
             "items_per_second": round(rate, 1),
             "merged": self.merged,
             "missing_shards": self.missing_parts,
+            "already_complete": self.complete,
         }
 
 
@@ -93,6 +95,18 @@ def check_job(job: BulkJob, uses_images: bool) -> None:
         raise MagnetoError("this model reads images: pass --images DIR")
     if job.images is not None and not job.images.is_dir():
         raise MagnetoError(f"image directory not found: {job.images}")
+
+
+def finished_job(job: BulkJob) -> BulkReport | None:
+    """The report of a job whose ``--out`` this very job already wrote (a scheduler's retry
+    of a finished task): nothing is redone and nothing loaded."""
+    if not job.out.is_file():
+        return None
+    index = Manifest(job.data).index(job.shard_rows)
+    summary = ResultStore(job.out, job.description(index.rows)).finished()
+    if summary is None:
+        return None
+    return BulkReport(summary, 0, 0.0, len(index.shards), complete=True)
 
 
 def open_job(job: BulkJob) -> tuple[Manifest, ManifestIndex, ResultStore, list[Shard]]:

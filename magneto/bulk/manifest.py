@@ -109,24 +109,17 @@ class Manifest:
                     if raw.strip():
                         yield position, _json_row(raw)
                 return
-            after = [position]
-
-            def lines() -> Iterator[str]:
-                for raw in iter(handle.readline, b""):
-                    after[0] = handle.tell()
-                    yield raw.decode("utf-8", "surrogateescape").lstrip("\ufeff")
-
-            reader = csv.reader(lines())
-            while True:
+            # One row per line: a line with an unclosed quote is one bad row, and the next line
+            # is read afresh (csv would take the following lines into the quoted field).
+            for raw in iter(handle.readline, b""):
+                text = raw.decode("utf-8", "surrogateescape").lstrip("\ufeff")
                 try:
-                    values = next(reader)
-                except StopIteration:
-                    return
+                    values = next(csv.reader([text.rstrip("\r\n")], strict=True), [])
                 except csv.Error as exc:
-                    yield after[0], ManifestRow(-1, {}, f"unreadable CSV row ({exc})")
+                    yield handle.tell(), ManifestRow(-1, {}, f"unreadable CSV row ({exc})")
                     continue
                 if values:
-                    yield after[0], _csv_row(values, self.columns)
+                    yield handle.tell(), _csv_row(values, self.columns)
 
     def index(self, shard_rows: int) -> ManifestIndex:
         """One pass over the file: row count, shard starts and repeated item ids."""

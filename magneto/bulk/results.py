@@ -87,6 +87,26 @@ class Summary:
         self.tags += len(result["tags"])
         self.unknown += len(result["unknown_tags"])
 
+    def totals(self) -> dict[str, Any]:
+        """The counts themselves (what ``from_totals`` reads back)."""
+        return {
+            "items": self.items,
+            "kept": self.kept,
+            "tags": self.tags,
+            "unknown": self.unknown,
+            "errors": dict(self.errors),
+        }
+
+    @classmethod
+    def from_totals(cls, totals: dict[str, Any]) -> Summary:
+        return cls(
+            totals["items"],
+            totals["kept"],
+            totals["tags"],
+            totals["unknown"],
+            Counter(totals["errors"]),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         scored = self.items - sum(self.errors.values())
         return {
@@ -118,6 +138,8 @@ class ResultStore:
         self.out = Path(out)
         self.format = output_format(self.out)
         self.parts = self.out.with_name(self.out.name + ".parts")
+        # Beside a merged --out: what job wrote it, so that running it again is a no-op.
+        self.done = self.out.with_name(self.out.name + ".job.json")
         self.job = job
         self._pending: dict[int, dict[int, dict[str, Any]]] = {}
 
@@ -134,7 +156,10 @@ class ResultStore:
                     "delete it to start over or choose another --out"
                 )
         elif self.out.exists():
-            raise MagnetoError(f"{self.out} already exists; choose another --out or delete it")
+            raise MagnetoError(
+                f"{self.out} already exists and was written by another job (other manifest, "
+                "checkpoint or options); choose another --out or delete it"
+            )
         else:
             self.parts.mkdir(parents=True, exist_ok=True)
             _write_atomic(job_file, lambda tmp: tmp.write_text(json.dumps(self.job, indent=1)))
@@ -199,8 +224,22 @@ class ResultStore:
             return None
         summary = self.summary_of(list(range(shards)))
         _write_atomic(self.out, self._merge_into(shards))
+        done = json.dumps({"job": self.job, "summary": summary.totals()}, indent=1)
+        _write_atomic(self.done, lambda tmp: tmp.write_text(done))
         shutil.rmtree(self.parts)
         return summary
+
+    def finished(self) -> Summary | None:
+        """The summary of ``out`` when this very job already wrote it (else None)."""
+        if self.parts.is_dir() or not self.out.is_file() or not self.done.is_file():
+            return None
+        try:
+            saved = json.loads(self.done.read_text())
+        except (OSError, ValueError):
+            return None
+        if saved.get("job") != self.job:
+            return None
+        return Summary.from_totals(saved["summary"])
 
     def _lock(self) -> bool:
         """Take ``merging.lock`` (host and pid inside); a lock left by a dead process of this

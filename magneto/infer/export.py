@@ -245,6 +245,8 @@ def export_model(
     out = Path(out)
     meta_path = sidecar_path(out)
     for path in (out, meta_path):
+        if path.is_dir():
+            raise ExportError(f"{path} is a directory: give the path of the file to write")
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     checkpoint = load_checkpoint(checkpoint_path)

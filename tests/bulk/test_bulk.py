@@ -15,6 +15,7 @@ import pytest
 
 from magneto.bulk.engines import run_bulk
 from magneto.bulk.job import BulkJob
+from magneto.bulk.rows import DecisionOptions
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.infer.predictor import Predictor
@@ -263,3 +264,40 @@ def test_an_aspect_ratio_bomb_is_one_error_row_and_every_other_row_is_scored(
     got = read_results(out)
     assert [r["error_kind"] for r in got] == [None, "image_aspect_ratio", "bad_image", None]
     assert "1000000x1" in got[1]["error"] and "not a regular file" in got[2]["error"]
+
+
+def test_rerunning_a_finished_job_is_complete_and_another_job_is_still_refused(
+    library, checkpoint, tmp_path, capsys
+):
+    from magneto.cli.main import main
+
+    images, rows = library
+    manifest = write_manifest(rows, tmp_path / "m.csv")
+    out = tmp_path / "r.jsonl"
+    first = run_bulk(job(checkpoint, manifest, images, out))
+    written = out.read_bytes()
+    again = run_bulk(job(checkpoint, manifest, images, out))  # a scheduler's retry
+    assert again.complete and again.rows_this_run == 0
+    assert again.summary.as_dict() == first.summary.as_dict() and out.read_bytes() == written
+    argv = ["summarize", "--checkpoint", str(checkpoint), "--data", str(manifest)]
+    argv += ["--images", str(images), "--out", str(out), "--shard-rows", "3", "--workers", "0"]
+    assert main(argv) == 0 and "is complete" in capsys.readouterr().out
+    with pytest.raises(MagnetoError, match="written by another job"):
+        run_bulk(job(checkpoint, manifest, images, out, options=DecisionOptions(threshold=0.9)))
+    assert out.read_bytes() == written
+
+
+def test_an_unclosed_quote_costs_one_row_not_the_next(library, checkpoint, tmp_path):
+    images, rows = library
+    manifest = tmp_path / "m.csv"
+    good = rows[0]
+    manifest.write_text(
+        "item_id,tags,image\n"
+        f'broken,"{good["tags"]},{good["image"]}\n'
+        f'next,"{good["tags"]}",{good["image"]}\n'
+    )
+    out = tmp_path / "r.jsonl"
+    run_bulk(job(checkpoint, manifest, images, out))
+    got = read_results(out)
+    assert [r["error_kind"] for r in got] == ["bad_row", None]
+    assert got[1]["item_id"] == "next" and got[1]["kept_tags"] is not None

@@ -20,6 +20,7 @@ from tests.readiness import wait_until_ready
 from tests.service.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "docker" / "smoke.sh"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 COMPOSE = REPO / "docker" / "compose.yaml"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -336,3 +337,36 @@ def test_train_refuses_a_malformed_process_count():
         result.stderr.strip()
         == "magneto-entrypoint: MAGNETO_NPROC must be a whole number, not 'two'"
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "mirror"),
+    [
+        ({"sources.list.d/debian.sources": "Types: deb\nURIs: http://deb.example/debian\n"
+          "Suites: bookworm\n\nTypes: deb\nURIs: http://security.example/debian-security\n"},
+         "http://deb.example/debian"),
+        ({"sources.list": "deb [arch=amd64] http://mirror.example/debian bookworm main\n"},
+         "http://mirror.example/debian"),
+        ({}, ""),
+    ],
+    ids=["deb822 only", "one-line only", "none"],
+)  # fmt: skip
+def test_the_smoke_scripts_mirror_lookup_never_kills_it(tmp_path, files, mirror):
+    """Under set -euo pipefail, with only *.sources, only sources.list, or neither: the
+    lookup answers (or answers nothing, for the caller to report) and exits 0."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    script = (
+        "set -euo pipefail\n"
+        f"eval \"$(sed -n '/^debian_mirror() {{/,/^}}/p' {SMOKE})\"\n"
+        "debian_mirror\n"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env={"PATH": os.environ["PATH"], "APT_ETC": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == mirror
