@@ -62,20 +62,33 @@ _BLOCKED_GLOBAL = re.compile(r"GLOBAL (\S+?)(?: |$)|but got <class '([^']+)'>")
 _TORCH_ADVICE = ("weights_only", "Weights only load failed", "Check the documentation")
 
 
+def blocked_global(exc: Exception) -> str | None:
+    """The Python global a refused pickle referred to (``posix.system``), if that was why."""
+    if isinstance(exc, pickle.UnpicklingError) and (match := _BLOCKED_GLOBAL.search(str(exc))):
+        return (match.group(1) or match.group(2)).rstrip(".")
+    return None
+
+
+def unpickling_reason(exc: Exception) -> str:
+    """Torch's reason for refusing a file, without its advice to unpickle anyway."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError):
+        tail = text.split("WeightsUnpickler error:")[-1].splitlines()
+        lines = [t.strip() for t in tail if not any(advice in t for advice in _TORCH_ADVICE)]
+        return next((line for line in lines if line), type(exc).__name__)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def refusal(path: Path, exc: Exception, what: str) -> str:
     """One line for a ``what`` file (checkpoint, backbone weights) torch refused or could not
     parse, naming the blocked global when a pickled reference to one was the reason."""
-    text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) and (match := _BLOCKED_GLOBAL.search(text)):
-        blocked = (match.group(1) or match.group(2)).rstrip(".")
+    blocked = blocked_global(exc)
+    if blocked is not None:
         return (
             f"refusing {path}: it holds a pickled reference to the Python global {blocked}, "
             "and MAGNeto never unpickles code or objects (only tensors and plain values)"
         )
+    reason = unpickling_reason(exc)
     if isinstance(exc, pickle.UnpicklingError):
-        tail = text.split("WeightsUnpickler error:")[-1].splitlines()
-        lines = [t.strip() for t in tail if not any(advice in t for advice in _TORCH_ADVICE)]
-        reason = next((line for line in lines if line), type(exc).__name__)
         return f"cannot read {what} {path}: {reason} (not a file MAGNeto can read safely)"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"cannot read {what} {path}: {first}"
+    return f"cannot read {what} {path}: {reason}"

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from magneto.data.vocabulary import Vocabulary
-from magneto.errors import MagnetoError, refusal
+from magneto.errors import MagnetoError, blocked_global, refusal, unpickling_reason
 from magneto.infer.checkpoint import Checkpoint
 from magneto.model.architectures import build_model
 from magneto.model.config import ModelConfig
@@ -140,8 +140,12 @@ def read_reference(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
                 "(only tensors, numbers, strings, numpy scalars): re-save the file with that "
                 "entry as plain values"
             ) from None
-        # torch's message advises weights_only=False: the shared refusal names the global
-        raise ReferenceImportError(refusal(path, exc, "reference checkpoint")) from None
+        if blocked_global(exc) is not None:  # a pickled reference to code: name it
+            raise ReferenceImportError(refusal(path, exc, "reference checkpoint")) from None
+        reason = unpickling_reason(exc)  # torch's reason, without its advice
+        raise ReferenceImportError(
+            f"cannot read {path} as a PyTorch checkpoint: {reason}"
+        ) from None
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         obj = {"model": obj}  # a bare state dict
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
