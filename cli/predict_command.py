@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pr.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
     pr.add_argument(
+        "--explain",
+        action="store_true",
+        help="each tag's reason and its two stream scores (JSON: its attention grid too)",
+    )
+    pr.add_argument(
         "--json", action="store_true", help="print JSON (one line per image when there are many)"
     )
     pr.set_defaults(handler=run_predict)
@@ -90,6 +95,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
     """One image given with --image (or a tags-only model with no image): a table of every
     tag, or one JSON object."""
+    from magneto.infer.decisions import reason_text
     from magneto.infer.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
@@ -103,13 +109,14 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
             threshold=args.threshold,
             top_k=args.top_k,
             min_keep=args.min_keep,
+            explain=args.explain,
         )
     except ImageError as exc:  # say which file, when the message does not already
         message = str(exc)
         named = message if str(image_path) in message else f"{image_path}: {message}"
         raise type(exc)(named) from None
     if args.json:
-        print_json(prediction.as_dict())
+        print_json(prediction.as_dict(explain=args.explain))
         return 0
     kept = ", ".join(prediction.kept_tags) or "(none)"
     print(f"kept: {kept}  (threshold {prediction.threshold:.2f})")
@@ -117,7 +124,15 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
         score = "   -  " if t.score is None else f"{t.score:.3f}"
         alpha = "" if t.alpha is None else f"  alpha {t.alpha:.2f}"
         mark = "keep" if t.kept else ("unknown" if not t.known else "drop")
-        print(f"  {score}  {mark:<7}  {t.tag}{alpha}")
+        line = f"  {score}  {mark:<7}  {t.tag}{alpha}"
+        if args.explain:
+            line += "".join(
+                f"  {name} {value:.3f}"
+                for name, value in (("tag stream", t.tag_score), ("image stream", t.image_score))
+                if value is not None
+            )
+            line += f"  [{reason_text(t.reason, prediction.threshold, args.top_k, args.min_keep)}]"
+        print(line)
     return 0
 
 
@@ -143,7 +158,9 @@ def _predict_many(args: argparse.Namespace, inputs: list[str], manifest: bool) -
             workers=args.workers,
             device=args.device,
             amp=args.amp,
-            options=DecisionOptions(args.threshold, args.top_k, args.min_keep),
+            options=DecisionOptions(
+                args.threshold, args.top_k, args.min_keep, args.explain, args.explain
+            ),
             progress=not args.json and sys.stderr.isatty(),
         )
         run_local(job)
@@ -181,5 +198,7 @@ def _print_rows(rows: Any, as_json: bool) -> tuple[int, int]:
         kept = sorted((t for t in row["tags"] if t["kept"]), key=lambda t: -t["score"])
         shown = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in kept) or "(none)"
         unknown = f"  [unknown: {', '.join(row['unknown_tags'])}]" if row["unknown_tags"] else ""
-        print(f"{row['item_id']}: {shown}{unknown}")
+        dropped = [t for t in row["tags"] if t["known"] and not t["kept"] and "reason" in t]
+        why = "".join(f"  [{t['tag']} {t['score']:.2f}: {t['reason']}]" for t in dropped)
+        print(f"{row['item_id']}: {shown}{unknown}{why}")
     return failed, total

@@ -113,6 +113,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="join the parts of a sharded job into --out (every part must be done)",
     )
+    cmd.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each tag's reason and its two stream scores to the rows",
+    )
+    cmd.add_argument(
+        "--explain-grid",
+        action="store_true",
+        help="with --explain, each tag's attention grid too (large: rows x columns floats)",
+    )
     cmd.add_argument("--no-progress", action="store_true", help="no progress bar")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.set_defaults(handler=run_summarize)
@@ -133,7 +143,9 @@ def run_summarize(args: argparse.Namespace) -> int:
         shard_rows=args.shard_rows,
         device=args.device,
         amp=args.amp,
-        options=DecisionOptions(args.threshold, args.top_k, args.min_keep),
+        options=DecisionOptions(
+            args.threshold, args.top_k, args.min_keep, args.explain, args.explain_grid
+        ),
         progress=not (args.no_progress or args.json),
         part=args.shard,
     )

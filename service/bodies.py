@@ -134,7 +134,9 @@ def json_item(
     if image is not None and not image and needs_image:
         raise ApiError(400, "missing_image", f"{where}the image is empty")
     tags = check_tags(parsed.tags, settings, where)
-    return PredictRequest(image, tags, parsed.threshold, parsed.top_k, parsed.min_keep)
+    return PredictRequest(
+        image, tags, parsed.threshold, parsed.top_k, parsed.min_keep, explain=parsed.explain
+    )
 
 
 class StrictMultiPartParser(MultiPartParser):
@@ -181,7 +183,9 @@ async def multipart_item(
     others = {k: v or None for k, v in form.multi_items() if k not in ("image", "tags")}
     data = {**others, "image": image or b"", "tags": tags}  # an empty option means the default
     parsed = validate(SummarizeMultipart, data, code="invalid_option")
-    return PredictRequest(image, tags, parsed.threshold, parsed.top_k, parsed.min_keep)
+    return PredictRequest(
+        image, tags, parsed.threshold, parsed.top_k, parsed.min_keep, explain=parsed.explain
+    )
 
 
 def _form_tags(form: FormData) -> Any:

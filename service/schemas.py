@@ -38,6 +38,11 @@ class Options(BaseModel):
     )
     top_k: int | None = Field(None, ge=1, description="keep at most this many (best first)")
     min_keep: int | None = Field(None, ge=0, description="keep at least this many (best first)")
+    explain: bool = Field(
+        False,
+        description="also give each known tag its reason, its two stream scores and its "
+        "attention over the image's region grid",
+    )
 
 
 # The constraints below that ``service.bodies`` checks itself (with its own statuses: a blank tag
@@ -177,6 +182,31 @@ class TagResult(BaseModel):
     kept: bool
     alpha: float | None = Field(..., description="gate: weight of the image stream")
     known: bool = Field(..., description="whether the model's vocabulary has the tag")
+    # With ``explain: true`` only (left out of the answer otherwise):
+    reason: str | None = Field(
+        None,
+        description="why it was kept or dropped: kept, kept_min_keep, dropped_threshold, "
+        "dropped_top_k or unknown (explain)",
+        examples=["dropped_top_k"],
+    )
+    tag_score: float | None = Field(None, description="the tag stream's probability (explain)")
+    image_score: float | None = Field(
+        None, description="the image stream's probability (explain; image models)"
+    )
+    attention: list[list[float]] | None = Field(
+        None,
+        description="where in the image this tag looked: the image stream's attention over "
+        "the backbone's region grid (attention_grid rows of columns, averaged over heads, "
+        "rounded to 4 decimals; each grid sums to 1; explain, image models)",
+        examples=[
+            [
+                [0.02, 0.05, 0.04, 0.01],
+                [0.03, 0.31, 0.22, 0.02],
+                [0.02, 0.12, 0.09, 0.01],
+                [0.01, 0.02, 0.02, 0.01],
+            ]
+        ],
+    )
 
 
 class ModelInfo(BaseModel):
@@ -194,6 +224,11 @@ class SummarizeResponse(BaseModel):
     tags: list[TagResult]
     unknown_tags: list[str]
     threshold: float
+    attention_grid: list[int] | None = Field(
+        None,
+        description="(rows, columns) of each tag's attention (explain; image models)",
+        examples=[[4, 4]],
+    )
     model: ModelInfo
     timing: Timing
     request_id: str

@@ -138,7 +138,8 @@ def run_local(job: BulkJob) -> BulkReport:
             if work.items:
                 predictions = predictor.score_prepared(work.items, batch=work.batch)
                 for row, item, prediction in zip(work.rows, work.items, predictions, strict=True):
-                    store.add(work.shard, row, result_row(row, item.request.item_id, prediction))
+                    result = result_row(row, item.request.item_id, prediction, job.options)
+                    store.add(work.shard, row, result)
             bar.update(len(work))
     resumed = len([s for s in index.shards if job.owns(s.number)]) - len(todo)
     return close_job(job, index, store, remaining, started, resumed)

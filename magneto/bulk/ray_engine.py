@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from magneto.bulk.job import BulkJob, BulkReport, check_job, close_job, open_job
 from magneto.bulk.manifest import Manifest, Shard
-from magneto.bulk.rows import RowPreparer, result_row
+from magneto.bulk.rows import DecisionOptions, RowPreparer, result_row
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.infer.predictor import Predictor
@@ -91,8 +91,9 @@ def decode(
 class Scorer:
     """A Ray actor holding one predictor (loaded once), scoring prepared items in batches."""
 
-    def __init__(self, checkpoint: str, device: str, amp: str) -> None:
+    def __init__(self, checkpoint: str, device: str, amp: str, options: DecisionOptions) -> None:
         self.predictor = Predictor.from_checkpoint(checkpoint, device=device, amp=amp)
+        self.options = options
 
     def __call__(self, rows: Batch) -> Batch:
         results = list(rows["result"])
@@ -104,7 +105,8 @@ class Scorer:
         predictions = self.predictor.score_prepared(items) if items else []
         for i, item, prediction in zip(pending, items, predictions, strict=True):
             row = int(rows["row"][i])
-            result = result_row(row, item.request.item_id, prediction)  # type: ignore[arg-type]
+            item_id = item.request.item_id
+            result = result_row(row, item_id, prediction, self.options)  # type: ignore[arg-type]
             results[i] = json.dumps(result, ensure_ascii=False)
         return {
             "shard": rows["shard"],
@@ -129,6 +131,7 @@ def pipeline(
         "checkpoint": str(job.checkpoint.resolve()),
         "device": "cuda" if num_gpus_per_worker > 0 else job.device,
         "amp": job.amp,
+        "options": job.options,
     }
     return (
         ray.data.from_items([vars(s) for s in todo])

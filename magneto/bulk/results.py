@@ -33,30 +33,35 @@ from magneto.errors import MagnetoError
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-def parquet_schema() -> Any:
+def parquet_schema(explain: bool = False, grid: bool = False) -> Any:
+    """The results' Parquet schema; ``explain`` and ``grid`` add the explanation fields."""
     import pyarrow as pa
 
-    tag = pa.struct(
-        [
-            ("tag", pa.string()),
-            ("score", pa.float64()),
-            ("kept", pa.bool_()),
-            ("alpha", pa.float64()),
-            ("known", pa.bool_()),
-        ]
-    )
-    return pa.schema(
-        [
-            ("item_id", pa.string()),
-            ("row", pa.int64()),
-            ("kept_tags", pa.list_(pa.string())),
-            ("tags", pa.list_(tag)),
-            ("unknown_tags", pa.list_(pa.string())),
-            ("threshold", pa.float64()),
-            ("error_kind", pa.string()),
-            ("error", pa.string()),
-        ]
-    )
+    fields = [
+        ("tag", pa.string()),
+        ("score", pa.float64()),
+        ("kept", pa.bool_()),
+        ("alpha", pa.float64()),
+        ("known", pa.bool_()),
+    ]
+    if explain or grid:
+        fields += [("reason", pa.string()), ("tag_score", pa.float64())]
+        fields += [("image_score", pa.float64())]
+    if grid:
+        fields.append(("attention", pa.list_(pa.list_(pa.float64()))))
+    columns = [
+        ("item_id", pa.string()),
+        ("row", pa.int64()),
+        ("kept_tags", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.struct(fields))),
+        ("unknown_tags", pa.list_(pa.string())),
+        ("threshold", pa.float64()),
+        ("error_kind", pa.string()),
+        ("error", pa.string()),
+    ]
+    if grid:
+        columns.insert(6, ("attention_grid", pa.list_(pa.int64())))
+    return pa.schema(columns)
 
 
 def output_format(path: Path) -> str:
@@ -185,6 +190,10 @@ class ResultStore:
                     summary.add(result)
         return summary
 
+    def _schema(self) -> Any:
+        options = self.job.get("options", {})
+        return parquet_schema(bool(options.get("explain")), bool(options.get("explain_grid")))
+
     def part_path(self, shard: int) -> Path:
         return self.parts / f"part-{shard:06d}.{self.format}"
 
@@ -203,7 +212,7 @@ class ResultStore:
         import pyarrow as pa
 
         pq = parquet_module()
-        table = pa.Table.from_pylist(results, schema=parquet_schema())
+        table = pa.Table.from_pylist(results, schema=self._schema())
         _write_atomic(self.part_path(shard), lambda tmp: pq.write_table(table, tmp))
 
     def read_part(self, shard: int) -> Iterator[dict[str, Any]]:
@@ -269,7 +278,7 @@ class ResultStore:
                             shutil.copyfileobj(part, target)
                 return
             pq = parquet_module()
-            with pq.ParquetWriter(tmp, parquet_schema()) as writer:
+            with pq.ParquetWriter(tmp, self._schema()) as writer:
                 for shard in range(shards):
                     writer.write_table(pq.read_table(self.part_path(shard)))
 

@@ -37,6 +37,8 @@ class DecisionOptions:
     threshold: float | None = None
     top_k: int | None = None
     min_keep: int | None = None
+    explain: bool = False  # each tag's reason and stream scores in its row
+    explain_grid: bool = False  # ... and its attention grid (large: asked for apart)
 
 
 def error_row(
@@ -58,11 +60,15 @@ def error_row(
     }
 
 
-def result_row(row: int, item_id: str, prediction: Prediction) -> dict[str, Any]:
+def result_row(
+    row: int, item_id: str, prediction: Prediction, options: DecisionOptions | None = None
+) -> dict[str, Any]:
+    options = options or DecisionOptions()
+    explain = options.explain or options.explain_grid
     return {
         "item_id": item_id,
         "row": row,
-        **prediction.as_dict(),
+        **prediction.as_dict(explain=explain, grid=options.explain_grid),
         "error_kind": None,
         "error": None,
     }
@@ -104,7 +110,13 @@ class RowPreparer:
         if self.preparer.uses_images and self.images is not None:
             image = self.images / annotation.image_path
         request = PredictRequest(
-            image, list(annotation.tags), item_id=item_id, **vars(self.options)
+            image,
+            list(annotation.tags),
+            self.options.threshold,
+            self.options.top_k,
+            self.options.min_keep,
+            item_id=item_id,
+            explain=self.options.explain or self.options.explain_grid,
         )
         try:
             prepared = self.preparer.prepare(request)

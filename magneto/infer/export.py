@@ -116,7 +116,7 @@ class PaddedModel(nn.Module):
             tag_features, tag_logits = m.tag_stream(embedded, layout)
             out["tag"] = torch.sigmoid(tag_logits)
         if self.uses_images:
-            regions = m._regions(images, None)
+            regions, _ = m._regions(images, None)
             image_features, image_logits = m.image_stream(embedded, regions, layout)
             out["image"] = torch.sigmoid(image_logits)
         if arch == "magneto":

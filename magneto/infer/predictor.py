@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from magneto.data.vocabulary import Vocabulary
 from magneto.devices import resolve_device
 from magneto.errors import ImageError
 from magneto.infer.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from magneto.infer.decisions import Prediction, TagScore, decide
 from magneto.infer.requests import (
     ItemFailure,
     ItemPreparer,
@@ -44,38 +44,6 @@ __all__ = [
     "PreparedItem",
     "TagScore",
 ]
-
-
-@dataclass(frozen=True)
-class TagScore:
-    tag: str  # the user's spelling
-    score: float | None  # None for unknown tags
-    kept: bool
-    alpha: float | None  # gate: weight of the image stream (MAGNeto only)
-    known: bool
-
-
-@dataclass
-class Prediction:
-    tags: list[TagScore]
-    threshold: float
-    seconds: float = 0.0
-
-    @property
-    def kept_tags(self) -> list[str]:
-        return [t.tag for t in self.tags if t.kept]
-
-    @property
-    def unknown_tags(self) -> list[str]:
-        return [t.tag for t in self.tags if not t.known]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kept_tags": self.kept_tags,
-            "tags": [t.__dict__ for t in self.tags],
-            "unknown_tags": self.unknown_tags,
-            "threshold": self.threshold,
-        }
 
 
 class Predictor:
@@ -130,19 +98,28 @@ class Predictor:
         return self.preparer.prepare(request)
 
     # -- scoring -------------------------------------------------------------------------------
-    def run(self, batch: Batch) -> tuple[np.ndarray, np.ndarray | None]:
-        """The model on a collated batch: final scores and gate, ``(B, L)`` float32 arrays."""
+    def run(self, batch: Batch, explain: bool = False) -> dict[str, np.ndarray]:
+        """The model on a collated batch: ``final`` scores and, as the model has them, the gate
+        ``alpha``; with ``explain`` also the ``tag`` and ``image`` stream scores and the
+        ``attention`` over the region grid (``(B, L, H, W)``). ``(B, L)`` float32 arrays."""
         with torch.inference_mode():
             out = forward(
-                self.model, batch.to(self.device, non_blocking=True), self.device, self.amp
+                self.model,
+                batch.to(self.device, non_blocking=True),
+                self.device,
+                self.amp,
+                explain=explain,
             )
-        alpha = out.alpha.float().cpu().numpy() if out.alpha is not None else None
-        return out.final.float().cpu().numpy(), alpha
+        fields = {"final": out.final, "alpha": out.alpha}
+        if explain:
+            fields.update(tag=out.tag, image=out.image, attention=out.attention)
+        return {k: v.float().cpu().numpy() for k, v in fields.items() if v is not None}
 
     def score_prepared(
         self, items: Sequence[PreparedItem], batch: Batch | None = None
     ) -> list[Prediction]:
-        """One forward pass for all items that have a known tag.
+        """One forward pass for all items that have a known tag (explained when any item asks
+        for it; the others' answers are the same either way).
 
         ``batch``: ``collate(items)`` done already (e.g. in a DataLoader worker).
         """
@@ -151,51 +128,51 @@ class Predictor:
             batch, runnable = collate(items, self.vocabulary.padding_index)
         else:
             runnable = [i for i, item in enumerate(items) if item.known]
-        outputs: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        outputs: dict[int, dict[str, np.ndarray]] = {}
         if batch is not None:
-            final, alpha = self.run(batch)
+            arrays = self.run(batch, explain=any(it.request.explain for it in items))
             for row, i in enumerate(runnable):
                 n = len(items[i].known)
-                outputs[i] = (final[row, :n], alpha[row, :n] if alpha is not None else None)
+                outputs[i] = {name: array[row, :n] for name, array in arrays.items()}
         elapsed = time.perf_counter() - started
         return [self._decide(it, outputs.get(i), elapsed) for i, it in enumerate(items)]
 
     def _decide(
-        self,
-        item: PreparedItem,
-        output: tuple[np.ndarray, np.ndarray | None] | None,
-        seconds: float,
+        self, item: PreparedItem, output: dict[str, np.ndarray] | None, seconds: float
     ) -> Prediction:
         request = item.request
         threshold = self.threshold if request.threshold is None else request.threshold
-        scores: list[float | None] = [None] * len(item.texts)
-        alphas: list[float | None] = [None] * len(item.texts)
+        per_tag: dict[str, list[Any]] = {
+            name: [None] * len(item.texts) for name in ("final", "alpha", "tag", "image")
+        }
+        attention: list[Any] = [None] * len(item.texts)
+        grid = None
         if output is not None:
             known_positions = [p for p, x in enumerate(item.indices) if x is not None]
             for k, pos in enumerate(known_positions):
-                scores[pos] = float(output[0][k])
-                alphas[pos] = float(output[1][k]) if output[1] is not None else None
-        known = {p: s for p, s in enumerate(scores) if s is not None}
-        ranked = sorted(known, key=lambda p: -known[p])
-        kept = {p for p in ranked if known[p] >= threshold}
-        if request.top_k is not None and len(kept) > request.top_k:
-            kept = set([p for p in ranked if p in kept][: request.top_k])
-        if request.min_keep:
-            for p in ranked:
-                if len(kept) >= request.min_keep:
-                    break
-                kept.add(p)
+                for name, values in per_tag.items():
+                    if name in output:
+                        values[pos] = float(output[name][k])
+                if "attention" in output:
+                    attention[pos] = np.round(output["attention"][k].astype(np.float64), 4).tolist()
+            if "attention" in output:
+                grid = tuple(output["attention"].shape[1:3])
+        reasons = decide(per_tag["final"], threshold, request.top_k, request.min_keep)
         tags = [
             TagScore(
                 tag=text,
-                score=scores[p],
-                kept=p in kept,
-                alpha=alphas[p],
+                score=per_tag["final"][p],
+                kept=reasons[p].startswith("kept"),
+                alpha=per_tag["alpha"][p],
                 known=item.indices[p] is not None,
+                reason=reasons[p],
+                tag_score=per_tag["tag"][p],
+                image_score=per_tag["image"][p],
+                attention=attention[p],
             )
             for p, text in enumerate(item.texts)
         ]
-        return Prediction(tags=tags, threshold=threshold, seconds=seconds)
+        return Prediction(tags=tags, threshold=threshold, seconds=seconds, grid=grid)
 
     def predict(
         self,
@@ -205,8 +182,10 @@ class Predictor:
         threshold: float | None = None,
         top_k: int | None = None,
         min_keep: int | None = None,
+        explain: bool = False,
     ) -> Prediction:
-        request = PredictRequest(image, tags, threshold, top_k, min_keep)
+        """Score one image's tags; ``explain`` adds each tag's stream scores and attention."""
+        request = PredictRequest(image, tags, threshold, top_k, min_keep, explain=explain)
         return self.score_prepared([self.prepare(request)])[0]
 
     def predict_batch(

@@ -51,6 +51,7 @@ class PredictRequest:
     top_k: int | None = None
     min_keep: int | None = None
     item_id: str | None = None
+    explain: bool = False  # also the stream scores, the reason and the attention grid
 
 
 @dataclass

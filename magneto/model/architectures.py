@@ -33,6 +33,9 @@ class ModelOutput(NamedTuple):
     alpha: torch.Tensor | None = None
     tag_logits: torch.Tensor | None = None
     image_logits: torch.Tensor | None = None
+    # Only when asked for (``explain=True``): each tag's attention over the image's region
+    # grid, averaged over heads, ``(B, L, H, W)`` (the backbone's feature-map grid).
+    attention: torch.Tensor | None = None
 
 
 class TagEmbedder(nn.Module):
@@ -73,12 +76,26 @@ class TagModel(nn.Module):
 
     def _regions(
         self, images: torch.Tensor | None, image_features: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Regions ``(B, H*W, d_model)`` and their grid ``(H, W)``, from the images or from
+        their cached backbone feature maps."""
+        if image_features is None:
+            if images is None:
+                raise ValueError(f"{self.config.architecture} needs images")
+            image_features = self.image_extractor.trunk_features(images)
+        height, width = image_features.shape[-2:]
+        return self.image_extractor.project(image_features), (int(height), int(width))
+
+    def _attention(
+        self,
+        stream: ImageStream,
+        embedded: torch.Tensor,
+        regions: torch.Tensor,
+        grid: tuple[int, int],
+        packing: Packing,
     ) -> torch.Tensor:
-        if image_features is not None:
-            return self.image_extractor.project(image_features)
-        if images is None:
-            raise ValueError(f"{self.config.architecture} needs images")
-        return self.image_extractor(images)
+        weights = stream.attention_weights(embedded, regions, packing)
+        return weights.view(packing.batch, packing.length, *grid)
 
 
 class Magneto(TagModel):
@@ -100,11 +117,12 @@ class Magneto(TagModel):
         tags: torch.Tensor,
         padding_mask: torch.Tensor,
         image_features: torch.Tensor | None = None,
+        explain: bool = False,
     ) -> ModelOutput:
         packing = Packing(padding_mask)
         embedded = self._embed(tags, packing)
         tag_features, tag_logits = self.tag_stream(embedded, packing)
-        regions = self._regions(images, image_features)
+        regions, grid = self._regions(images, image_features)
         image_features_out, image_logits = self.image_stream(embedded, regions, packing)
         o_t, o_it = torch.sigmoid(tag_logits), torch.sigmoid(image_logits)
         if self.gate is None:
@@ -114,6 +132,11 @@ class Magneto(TagModel):
             alpha_packed = self.gate(tag_features, image_features_out)
             final = alpha_packed * o_it + (1.0 - alpha_packed) * o_t
             alpha = packing.unpack(alpha_packed)
+        attention = (
+            self._attention(self.image_stream, embedded, regions, grid, packing)
+            if explain
+            else None
+        )
         return ModelOutput(
             packing.unpack(final),
             packing.unpack(o_t),
@@ -121,6 +144,7 @@ class Magneto(TagModel):
             alpha,
             packing.unpack(tag_logits),
             packing.unpack(image_logits),
+            attention,
         )
 
 
@@ -135,7 +159,9 @@ class FeedForwardBaseline(TagModel):
         )
         self.head = nn.Linear(c.d_model, 1)
 
-    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+    def forward(
+        self, images, tags, padding_mask, image_features=None, explain=False
+    ) -> ModelOutput:
         packing = Packing(padding_mask)
         features = torch.relu(self.blocks(self._embed(tags, packing)))
         probs, logits = _probs(self.head(features).squeeze(-1), packing)
@@ -150,7 +176,9 @@ class TagTransformer(TagModel):
         c = config
         self.tag_stream = TagStream(c.d_model, c.heads, c.d_ff, c.dropout, c.tag_layers)
 
-    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+    def forward(
+        self, images, tags, padding_mask, image_features=None, explain=False
+    ) -> ModelOutput:
         packing = Packing(padding_mask)
         _, logits = self.tag_stream(self._embed(tags, packing), packing)
         probs, logits = _probs(logits, packing)
@@ -168,12 +196,20 @@ class ImageTagTransformer(TagModel):
         )
         self.image_stream = ImageStream(c.d_model, c.heads, c.d_ff, c.dropout, c.image_layers)
 
-    def forward(self, images, tags, padding_mask, image_features=None) -> ModelOutput:
+    def forward(
+        self, images, tags, padding_mask, image_features=None, explain=False
+    ) -> ModelOutput:
         packing = Packing(padding_mask)
-        regions = self._regions(images, image_features)
-        _, logits = self.image_stream(self._embed(tags, packing), regions, packing)
+        regions, grid = self._regions(images, image_features)
+        embedded = self._embed(tags, packing)
+        _, logits = self.image_stream(embedded, regions, packing)
         probs, logits = _probs(logits, packing)
-        return ModelOutput(probs, image=probs, image_logits=logits)
+        attention = (
+            self._attention(self.image_stream, embedded, regions, grid, packing)
+            if explain
+            else None
+        )
+        return ModelOutput(probs, image=probs, image_logits=logits, attention=attention)
 
 
 ARCHITECTURES: dict[str, type[TagModel]] = {

@@ -13,8 +13,14 @@ from magneto.devices import autocast
 from magneto.model.architectures import ModelOutput
 
 
-def forward(model: nn.Module, batch: Batch, device: torch.device, amp: str) -> ModelOutput:
+def forward(
+    model: nn.Module, batch: Batch, device: torch.device, amp: str, *, explain: bool = False
+) -> ModelOutput:
     """The model (a :class:`TagModel`, or its DistributedDataParallel wrapper in training) on a
-    batch already on ``device``: images, or cached backbone features."""
+    batch already on ``device``: images, or cached backbone features. ``explain`` adds each
+    tag's attention over the image regions (image models; otherwise nothing is computed)."""
+    features = batch.features
     with autocast(device, amp):
-        return model(batch.images, batch.tags, batch.padding_mask, image_features=batch.features)
+        if explain:
+            return model(batch.images, batch.tags, batch.padding_mask, features, explain=True)
+        return model(batch.images, batch.tags, batch.padding_mask, image_features=features)

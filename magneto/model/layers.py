@@ -121,6 +121,22 @@ class ImageStream(nn.Module):
         )
         return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
+    def attention_weights(
+        self, embedded: torch.Tensor, regions: torch.Tensor, packing: Packing
+    ) -> torch.Tensor:
+        """How much each tag looked at each region: ``(B, L, R)``, averaged over the heads (each
+        row sums to 1; 0 at padded positions). Computed only when an explanation is asked
+        for: the forward pass itself uses fused attention, which keeps no weights."""
+        attn = self.attention
+        w_q, w_k, _ = attn.in_proj_weight.chunk(3)
+        b_q, b_k, _ = attn.in_proj_bias.chunk(3)
+        batch, n_regions = regions.shape[:2]
+        q = _heads(packing.unpack(F.linear(embedded, w_q, b_q)), batch, packing.length, self.heads)
+        k = _heads(F.linear(regions, w_k, b_k), batch, n_regions, self.heads)
+        scores = (q.float() @ k.float().transpose(-2, -1)) * q.shape[-1] ** -0.5
+        weights = torch.softmax(scores, dim=-1).mean(dim=1)
+        return weights.masked_fill(packing.padding_mask[:, :, None], 0.0)
+
     def forward(
         self, embedded: torch.Tensor, regions: torch.Tensor, packing: Packing
     ) -> tuple[torch.Tensor, torch.Tensor]:

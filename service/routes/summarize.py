@@ -37,6 +37,7 @@ BATCH = request_body({JSON: BatchJSON})
 @router.post(
     "/v1/summarize",
     response_model=SummarizeResponse,
+    response_model_exclude_unset=True,  # explanations appear only when asked for
     openapi_extra=ONE,
     summary="Keep the tags of one image that matter",
     description="Send multipart/form-data (an `image` file, `tags`, options; for curl) or "
@@ -57,12 +58,13 @@ async def summarize(request: Request, host: Host, settings: Settings) -> dict[st
         )
     async with ClientWatch(request) as client:
         prediction = await host.predict(item, client.gone, arrived(request))
-    return _result(prediction, request, host)
+    return _result(prediction, request, host, item.explain)
 
 
 @router.post(
     "/v1/summarize/batch",
     response_model=BatchResponse,
+    response_model_exclude_unset=True,
     openapi_extra=BATCH,
     summary="Several items in one call",
     description='`{"items": [...]}` of JSON items as for `/v1/summarize`. A bad item fails '
@@ -78,7 +80,9 @@ async def summarize_batch(request: Request, host: Host, settings: Settings) -> d
         outcomes = await host.predict_items(items, client.gone, arrived(request))
     return {
         "results": [
-            _item_error(i, o) if isinstance(o, ApiError) else _result(o, request, host)
+            _item_error(i, o)
+            if isinstance(o, ApiError)
+            else _result(o, request, host, getattr(items[i], "explain", False))
             for i, o in enumerate(outcomes)
         ],
         "request_id": request.state.request_id,
@@ -94,14 +98,13 @@ def _item_error(index: int, error: ApiError) -> dict[str, Any]:
     }
 
 
-def _result(prediction: Prediction, request: Request, host: ModelHost) -> dict[str, Any]:
+def _result(
+    prediction: Prediction, request: Request, host: ModelHost, explain: bool
+) -> dict[str, Any]:
     """One item's answer; ``total_ms`` counts from the moment the request arrived."""
     started = getattr(request.state, "started", time.perf_counter())
     return {
-        "kept_tags": prediction.kept_tags,
-        "tags": [t.__dict__ for t in prediction.tags],
-        "unknown_tags": prediction.unknown_tags,
-        "threshold": prediction.threshold,
+        **prediction.as_dict(explain=explain),
         "model": {"name": host.model_name, "version": host.version},
         "timing": {
             "total_ms": round(1000 * (time.perf_counter() - started), 3),

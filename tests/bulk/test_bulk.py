@@ -301,3 +301,31 @@ def test_an_unclosed_quote_costs_one_row_not_the_next(library, checkpoint, tmp_p
     got = read_results(out)
     assert [r["error_kind"] for r in got] == ["bad_row", None]
     assert got[1]["item_id"] == "next" and got[1]["kept_tags"] is not None
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_explained_rows_carry_reasons_and_scores_and_the_grid_only_when_asked(
+    library, checkpoint, tmp_path, suffix
+):
+    images, rows = library
+    manifest = write_manifest([rows[0], rows[6]], tmp_path / "m.csv")
+    plain = tmp_path / f"plain{suffix}"
+    run_bulk(job(checkpoint, manifest, images, plain))
+    reasons = tmp_path / f"reasons{suffix}"
+    run_bulk(job(checkpoint, manifest, images, reasons, options=DecisionOptions(explain=True)))
+    grids = tmp_path / f"grids{suffix}"
+    options = DecisionOptions(explain=True, explain_grid=True)
+    run_bulk(job(checkpoint, manifest, images, grids, options=options))
+    plain_rows, reason_rows, grid_rows = map(read_results, (plain, reasons, grids))
+    assert set(plain_rows[0]["tags"][0]) == {"tag", "score", "kept", "alpha", "known"}
+    for row in reason_rows:
+        for tag in row["tags"]:
+            assert tag["reason"] in ("kept", "dropped_threshold", "unknown")
+            assert "attention" not in tag or tag["attention"] is None
+    assert [t["score"] for t in reason_rows[0]["tags"]] == [
+        t["score"] for t in plain_rows[0]["tags"]
+    ]
+    known = [t for t in grid_rows[0]["tags"] if t["known"]]
+    rows_, columns = grid_rows[0]["attention_grid"]
+    assert known and all(len(t["attention"]) == rows_ for t in known)
+    assert all(len(r) == columns for t in known for r in t["attention"])
