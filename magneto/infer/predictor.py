@@ -130,7 +130,8 @@ class Predictor:
             runnable = [i for i, item in enumerate(items) if item.known]
         outputs: dict[int, dict[str, np.ndarray]] = {}
         if batch is not None:
-            arrays = self.run(batch, explain=any(it.request.explain for it in items))
+            explain = any(it.request.explain for it in items)
+            arrays = self.run(batch, explain=True) if explain else self.run(batch)
             for row, i in enumerate(runnable):
                 n = len(items[i].known)
                 outputs[i] = {name: array[row, :n] for name, array in arrays.items()}
