@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
@@ -181,13 +184,78 @@ def test_known_tags_are_offered_from_the_vocabulary(browser, server):
         params={"prefix": prefix, "limit": 50},
     ).json()
     page.fill("#vocab-search", prefix)
-    page.wait_for_function(
-        f"document.querySelector('#vocab-hint').textContent.includes('start with \"{prefix}\"')"
+    page.wait_for_function(  # "1 known tag starts with", "3 known tags start with"
+        f"document.querySelector('#vocab-hint').textContent.includes('with \"{prefix}\"')"
     )
     options = page.eval_on_selector_all("#vocabulary option", "os => os.map(o => o.value)")
     assert options == expected["tags"] and word in options
     page.fill("#tags", "beach,")
     page.fill("#vocab-search", word)
     page.click("#vocab-add")
+    page.wait_for_function("document.querySelector('#tags').value !== 'beach,'")
     assert page.input_value("#tags") == f"beach, {word}"
     assert page.input_value("#vocab-search") == ""
+
+
+ARTIFACTS = Path(os.environ.get("MAGNETO_TEST_ARTIFACTS", "build/test-artifacts"))
+
+
+@pytest.mark.slow
+def test_reasons_stream_bars_and_the_attention_overlay_on_a_phone(browser, server, tiny_data):
+    """On a phone-sized viewport, without a JavaScript error: every tag says why, and clicking
+    one draws its attention over the picture (and clicking again takes it away)."""
+    data, images = tiny_data
+    record = next(r for r in read_annotations(data / "train.csv") if len(r.tags) >= 3)
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server + "/")
+    _summarize(page, images, record, tags=[*record.tags, "Unicorn"], top_k="1")
+    why = page.locator("#results tbody td.why").all_inner_texts()
+    assert len(why) == len(record.tags) + 1 and all(why)
+    assert why[-1] == "not judged: the model does not know this tag"
+    kept = page.locator("#results tbody tr.kept td.why").all_inner_texts()
+    assert len(kept) <= 1 and all(w.startswith("kept") for w in kept)
+    dropped = page.locator("#results tbody tr.dropped td.why").all_inner_texts()
+    assert dropped and all(
+        w == "dropped: only the top 1 are kept" or w.startswith("dropped: its score is below")
+        for w in dropped
+    )
+    assert page.locator("#results tbody tr:not(.unknown) .mini.image").count() == len(record.tags)
+    tag = page.locator("#results tbody tr.explainable td.tag").first
+    tag.click()
+    assert page.is_visible("#overlay")
+    levels = page.evaluate(
+        """() => { const c = document.querySelector('#overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const alphas = new Set(); for (let i = 3; i < d.length; i += 4 * 97) alphas.add(d[i]);
+        return alphas.size; }"""
+    )
+    assert levels > 3  # a heat map, not a flat wash
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-overlay-phone.png"), full_page=True)
+    tag.click()
+    assert not page.is_visible("#overlay")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375 + 1  # no sideways page
+    assert errors == []
+
+
+@pytest.mark.slow
+def test_add_takes_the_offered_tag_and_the_hint_counts_right(browser, server):
+    everything = httpx.get(
+        server + "/v1/model/vocabulary", headers={"X-API-Key": API_KEY}, params={"limit": 1000}
+    ).json()["tags"]
+    page = browser.new_page()
+    page.goto(server + "/")
+    page.fill("#api-key", API_KEY)
+    page.dispatch_event("#api-key", "change")
+    word = next(
+        w for w in everything if sum(x.lower().startswith(w[:3].lower()) for x in everything) == 1
+    )
+    page.fill("#vocab-search", word[:3])
+    hint = f'1 known tag starts with "{word[:3]}"'
+    page.wait_for_function(f"document.querySelector('#vocab-hint').textContent.includes('{hint}')")
+    page.fill("#tags", "sky,")
+    page.click("#vocab-add")
+    page.wait_for_function(f"document.querySelector('#tags').value.endsWith('{word}')")
+    assert page.input_value("#tags") == f"sky, {word}"

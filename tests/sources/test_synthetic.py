@@ -138,7 +138,8 @@ def test_image_only_tables_are_pinned(tmp_path):
     they depend on the JPEG library)."""
     generate(SynthConfig(items=40, unlabeled=10, seed=3, image_size=32), tmp_path)
     h = hashlib.sha256()
-    for path in sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jpg"):
+    pinned = (p for p in tmp_path.rglob("*") if p.suffix not in (".jpg", ".jsonl"))  # boxes: new
+    for path in sorted(p for p in pinned if p.is_file()):
         h.update(str(path.relative_to(tmp_path)).encode())
         h.update(path.read_bytes())
     assert h.hexdigest() == "3939b6fac1ead6a216e6f081df1adfec286b8e963aba5aa7ae5455491bb699ef"

@@ -34,7 +34,7 @@ from magneto.sources.synthetic.raw_layout import (
 from magneto.sources.synthetic.scenes import (
     CONCEPTS81,
     SCENES,
-    render_scene,
+    render_scene_with_boxes,
 )
 
 
@@ -134,16 +134,22 @@ def _write_layout(
     size: int,
     rng: np.random.Generator,
 ) -> None:
-    """The images (drawn in row order from ``rng``), then the lists and matrices."""
+    """The images (drawn in row order from ``rng``), then the lists and matrices, and
+    ``boxes.jsonl``: where in each image each visible concept was drawn."""
     lines = raw_image_lines(rows)
-    for line, row in zip(lines, rows, strict=True):
-        if row.item_id in defects.get("missing image", []):
-            continue
-        path = root / "Flickr" / line.replace("\\", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render_scene(row.visible, size, rng).save(path, format="JPEG", quality=90)
-        if row.item_id in defects.get("truncated jpeg", []):
-            truncate_file(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / "boxes.jsonl").open("w", encoding="utf-8") as boxes:
+        for line, row in zip(lines, rows, strict=True):
+            if row.item_id in defects.get("missing image", []):
+                continue
+            path = root / "Flickr" / line.replace("\\", "/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image, drawn = render_scene_with_boxes(row.visible, size, rng)
+            image.save(path, format="JPEG", quality=90)
+            if row.item_id in defects.get("truncated jpeg", []):
+                truncate_file(path)
+            named = {CONCEPTS81[c]: [int(v) for v in box] for c, box in drawn.items()}
+            boxes.write(json.dumps({"item_id": row.item_id, "size": size, "boxes": named}) + "\n")
     write_raw_tables(root, CONCEPTS81, lines, rows)
 
 

@@ -54,6 +54,15 @@ def concept_style(concept: int) -> tuple[str, float, int]:
 
 def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) -> Image.Image:
     """Draw a noisy gradient background, grey clutter, and one large shape per visible concept."""
+    return render_scene_with_boxes(visible, size, rng)[0]
+
+
+def render_scene_with_boxes(
+    visible: Sequence[int], size: int, rng: np.random.Generator
+) -> tuple[Image.Image, dict[int, tuple[int, int, int, int]]]:
+    """:func:`render_scene`, and where each visible concept was drawn: its box
+    ``(x0, y0, x1, y1)`` in pixels (what checks of the model's attention compare with)."""
+    boxes: dict[int, tuple[int, int, int, int]] = {}
     top, bottom = (
         np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.0, 0.15), rng.uniform(0.35, 0.75)))
         for _ in range(2)
@@ -76,6 +85,7 @@ def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) ->
         x0 = (cell % 2) * half + int(rng.integers(0, half - side + 1))
         y0 = (cell // 2) * half + int(rng.integers(0, half - side + 1))
         box = (x0, y0, x0 + side, y0 + side)
+        boxes[int(concept)] = box
         rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.8, 1.0), rng.uniform(0.8, 1.0))
         fill = tuple(int(255 * v) for v in rgb)
         if SHAPES[shape] == "rectangle":
@@ -86,4 +96,4 @@ def render_scene(visible: Sequence[int], size: int, rng: np.random.Generator) ->
             a, b = side // 4, side - side // 4  # an octagon: the square with its corners cut
             corners = [(a, 0), (b, 0), (side, a), (side, b), (b, side), (a, side), (0, b), (0, a)]
             draw.polygon([(x0 + dx, y0 + dy) for dx, dy in corners], fill=fill)
-    return image
+    return image, boxes
