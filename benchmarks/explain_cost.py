@@ -53,10 +53,10 @@ def install_baseline(revision: str, workdir: Path) -> Path:
     subprocess.run(
         ["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True
     )
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=REPO, check=True,
-                   capture_output=True)  # fmt: skip
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(tree)], check=True)  # fmt: skip
+    add = ["git", "worktree", "add", "--detach", str(tree), revision]
+    subprocess.run(add, cwd=REPO, check=True, capture_output=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(site), str(tree)], check=True)
     subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
     return site
 
