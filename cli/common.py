@@ -11,11 +11,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from magneto.errors import MagnetoError
 
-AMP_HELP = "auto: bf16 on CUDA, and for the backbone on CPUs with native bf16; off: float32"
+RUNTIME_HELP = (
+    "how the image trunk runs: auto times the runtimes this machine can run and keeps the "
+    "fastest whose decisions match float32's; float32, bf16, onnx or int8 forces one"
+)
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N"
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -144,3 +148,49 @@ def device_name(text: str) -> str:
         return check_device(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: {exc}") from None
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` and the images int8 calibrates on (predict, evaluate, summarize)."""
+    from magneto.infer.runtimes.names import RUNTIME_CHOICES
+
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto", help=RUNTIME_HELP)
+    add_calibration_arguments(
+        parser,
+        "images to calibrate int8 on, once per trunk (an annotation file such as val.csv, "
+        "or a folder; without it int8 is a candidate only when already cached",
+    )
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The images int8 ranges are calibrated on."""
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="PATH",
+        help=help_text,
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=Path,
+        metavar="DIR",
+        help="folder the calibration file's image paths are under [default: the file's folder]",
+    )
+    parser.add_argument(
+        "--calibration-items",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="calibration images used",
+    )
+
+
+def calibration_from(args: argparse.Namespace) -> Any:
+    """The :class:`~magneto.infer.runtimes.Calibration` the flags name, or None."""
+    if args.calibration is None:
+        if args.calibration_images is not None:
+            raise UsageError("--calibration-images goes with --calibration FILE")
+        return None
+    from magneto.infer.runtimes.calibration import Calibration
+
+    return Calibration(args.calibration, args.calibration_images, args.calibration_items)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from magneto.cli.common import (
-    AMP_HELP,
     DEVICE_HELP,
     UsageError,
+    add_runtime_arguments,
+    calibration_from,
     device_name,
     non_negative_int,
     positive_int,
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument(
         "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
     )
-    pr.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
+    add_runtime_arguments(pr)
     pr.add_argument(
         "--explain",
         action="store_true",
@@ -98,7 +99,13 @@ def _predict_one(args: argparse.Namespace, image_path: str | None) -> int:
     from magneto.infer.decisions import reason_text
     from magneto.infer.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, amp=args.amp)
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint,
+        device=args.device,
+        runtime=args.runtime,
+        calibration=calibration_from(args),
+        batch_size=1,  # what auto measures: this command scores one image
+    )
     image = Path(image_path) if image_path else None  # decoding checks the file first
     if image_path is None and predictor.uses_images:
         raise MagnetoError("this model reads images: pass --image FILE or INPUT")
@@ -157,7 +164,8 @@ def _predict_many(args: argparse.Namespace, inputs: list[str], manifest: bool) -
             batch_size=args.batch_size,
             workers=args.workers,
             device=args.device,
-            amp=args.amp,
+            runtime=args.runtime,
+            calibration=calibration_from(args),
             options=DecisionOptions(
                 args.threshold, args.top_k, args.min_keep, args.explain, args.explain
             ),

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from magneto.cli.common import (
-    AMP_HELP,
     DEVICE_HELP,
     UsageError,
+    add_runtime_arguments,
+    calibration_from,
     device_name,
     non_negative_int,
     positive_int,
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
     )
-    ev.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
+    add_runtime_arguments(ev)
     ev.add_argument("--json", action="store_true", help="print machine-readable figures")
     ev.set_defaults(handler=run_evaluate)
 
@@ -170,7 +171,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
-        amp=args.amp,
+        runtime=args.runtime,
+        calibration=calibration_from(args),
         progress=not args.json,
     )
     if args.json:

@@ -60,8 +60,20 @@ def check_servable(settings: Any) -> None:
         check_device(settings.device)  # a flag was checked when parsed; this is the variable
     except ValueError as exc:
         raise MagnetoError(f"MAGNETO_DEVICE: invalid value {settings.device!r}: {exc}") from None
-    resolve_device(settings.device)
+    device = resolve_device(settings.device)
     load_checkpoint(settings.checkpoint)
+    if settings.runtime not in ("auto", "bf16"):  # forced bf16 only warns
+        from magneto.infer.runtimes.candidates import machine_problem
+
+        if (problem := machine_problem(settings.runtime, device)) is not None:
+            raise MagnetoError(f"--runtime {settings.runtime} cannot run here: {problem}")
+    if settings.calibration is not None:
+        from magneto.infer.runtimes.calibration import Calibration
+
+        calibration = Calibration(
+            settings.calibration, settings.calibration_images, settings.calibration_items
+        )
+        calibration.image_paths()  # names images at all
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from magneto.cli.common import (
-    AMP_HELP,
     DEVICE_HELP,
+    add_runtime_arguments,
+    calibration_from,
     device_name,
     non_negative_float,
     non_negative_int,
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--device", type=device_name, default="auto", metavar="DEVICE", help=DEVICE_HELP
     )
-    cmd.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help=AMP_HELP)
+    add_runtime_arguments(cmd)
     cmd.add_argument(
         "--threshold",
         type=unit_float,
@@ -142,7 +143,8 @@ def run_summarize(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard_rows=args.shard_rows,
         device=args.device,
-        amp=args.amp,
+        runtime=args.runtime,
+        calibration=calibration_from(args),
         options=DecisionOptions(
             args.threshold, args.top_k, args.min_keep, args.explain, args.explain_grid
         ),

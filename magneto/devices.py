@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import platform
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,19 +48,52 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products in hardware
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", *BF16_FLAGS, "amx_int8")
+
+
 @functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_cpu() -> str:
+    """The CPU and the flags that decide which inference path pays, for logs and reports."""
+    present = [f for f in REPORTED_FLAGS if f in cpu_flags()] or ["none of the reported flags"]
+    return f"{cpu_model()}, {os.cpu_count()} CPUs; flags: {' '.join(present)}"
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo.
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX).
 
     There bf16 convolutions with channels_last run the ResNet trunk several times faster than
     float32; elsewhere PyTorch emulates bf16, which is slower than float32.
     """
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    return bool(set(BF16_FLAGS) & cpu_flags())
+
+
+def cpu_has_int8_dot() -> bool:
+    """Whether this CPU has int8 dot-product instructions (VNNI or AMX-INT8), without which
+    int8 convolutions are no faster than float32 ones."""
+    return bool(set(INT8_DOT_FLAGS) & cpu_flags())
 
 
 def fast_cpu_backbone(device: torch.device, mode: str = "auto") -> bool:

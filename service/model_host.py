@@ -33,6 +33,7 @@ from magneto.infer.predictor import (
     PreparedItem,
 )
 from magneto.infer.requests import header_pixels
+from magneto.infer.runtimes.calibration import Calibration
 from magneto.service.batching import ClientGone, MicroBatcher, NotRunning, QueueFull
 from magneto.service.errors import ApiError
 from magneto.service.observability import Metrics
@@ -91,8 +92,16 @@ class ModelHost:
             if given is not None:
                 return given
             assert s.checkpoint is not None  # checked above
+            calibration = None
+            if s.calibration is not None:
+                calibration = Calibration(s.calibration, s.calibration_images, s.calibration_items)
             return Predictor.from_checkpoint(
-                s.checkpoint, device=s.device, amp=s.amp, max_pixels=s.max_pixels
+                s.checkpoint,
+                device=s.device,
+                runtime=s.runtime,
+                calibration=calibration,
+                batch_size=s.max_batch_size,  # what auto measures: the batcher's full batch
+                max_pixels=s.max_pixels,
             )
 
         self.batcher = MicroBatcher(
@@ -106,6 +115,7 @@ class ModelHost:
             on_abandon=self.abandoned.labels("model").inc,  # unscored items only
         )
         self.predictor = await self.batcher.start(load)
+        self.metrics.observe_runtime(self.predictor.info["runtime"])
         await self._warm_up()
         self.ready = True
         log.info("ready: %s (%s) on %s", self.model_name, self.version, self.predictor.device)

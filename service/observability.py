@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -71,6 +72,27 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+        self.runtime = Gauge(
+            "magneto_runtime_info",
+            "1 for the runtime running the image trunk (requested: auto or forced; source: "
+            "measured, cached, forced or only)",
+            ["runtime", "requested", "source"],
+            registry=self.registry,
+        )
+        self.runtime_ms = Gauge(
+            "magneto_runtime_batch_ms",
+            "median ms per batch of max_batch_size items that --runtime auto measured, per "
+            "candidate runtime",
+            ["runtime"],
+            registry=self.registry,
+        )
+
+    def observe_runtime(self, choice: dict[str, Any]) -> None:
+        """The runtime the predictor runs, from its ``info["runtime"]``."""
+        self.runtime.labels(choice["name"], choice["requested"], choice["source"]).set(1)
+        for name, ms in choice["timings_ms"].items():
+            self.runtime_ms.labels(name).set(ms)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

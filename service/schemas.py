@@ -262,6 +262,25 @@ class Health(BaseModel):
     status: str
 
 
+class RuntimeDescription(BaseModel):
+    """How the image trunk runs, and the evidence ``--runtime auto`` chose it on."""
+
+    name: str = Field(..., description="float32, bf16, onnx or int8", examples=["int8"])
+    requested: str = Field(..., description="the runtime asked for (auto, or a forced name)")
+    source: str = Field(
+        ...,
+        description="measured (at this start-up), cached (an earlier start-up's measurement "
+        "on this machine and checkpoint), forced, or only (nothing else could run)",
+    )
+    batch_size: int = Field(..., description="the batch size the timings are for")
+    timings_ms: dict[str, float] = Field(..., description="median ms per batch, per runtime")
+    batch1_ms: dict[str, float] = Field(..., description="median ms for one item, per runtime")
+    agreement: dict[str, float] = Field(
+        ..., description="share of keep/drop decisions equal to float32's, per runtime"
+    )
+    skipped: dict[str, str] = Field(..., description="runtimes left out, and why")
+
+
 class ModelDescription(BaseModel):
     name: str
     version: str
@@ -275,6 +294,7 @@ class ModelDescription(BaseModel):
     training_metrics: dict
     max_batch_size: int
     max_wait_ms: float
+    runtime: RuntimeDescription
 
 
 class VocabularyPage(BaseModel):

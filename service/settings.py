@@ -26,11 +26,21 @@ class ServiceSettings(BaseSettings):
         False, description="require X-API-Key on /metrics too (needs api_key)"
     )
     device: str = "auto"
-    amp: Literal["auto", "bf16", "off"] = Field(
+    runtime: Literal["auto", "float32", "bf16", "onnx", "int8"] = Field(
         "auto",
-        description="auto: bf16 on CUDA, and for the backbone on CPUs with native bf16; "
-        "off: float32",
+        description="how the image trunk runs: auto times the runtimes this machine can run "
+        "at start-up (cached per machine and checkpoint) and keeps the fastest whose "
+        "decisions match float32's; a name forces one",
     )
+    calibration: Path | None = Field(
+        None,
+        description="images int8 calibrates on, once per trunk: an annotation file (val.csv) "
+        "or a folder",
+    )
+    calibration_images: Path | None = Field(
+        None, description="folder the calibration file's image paths are under"
+    )
+    calibration_items: int = Field(256, ge=1, description="calibration images used")
     max_batch_size: int = Field(16, ge=1, le=1024, description="most items per forward pass")
     max_wait_ms: float = Field(
         5.0,

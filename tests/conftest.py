@@ -13,6 +13,26 @@ from PIL import Image
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 torch.set_num_threads(2)
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The runtime cache (exported and int8 trunks, auto choices) of this test session only,
+    shared by its tests and the processes they start, never the user's ~/.cache."""
+    if "MAGNETO_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["MAGNETO_CACHE_DIR"] = tempfile.mkdtemp(prefix="magneto-test-cache-")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are collected everywhere and skipped, saying why, without a GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 WORDS = ["sky", "clouds", "sun", "water", "beach", "dog", "cat", "tree", "grass", "road"]
 
 

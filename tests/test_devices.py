@@ -1,4 +1,5 @@
-"""The bf16 + channels_last CPU backbone: on where the CPU has native bf16, off on request."""
+"""The bf16 + channels_last CPU backbone: on where the CPU has native bf16, off on request;
+the bf16 inference runtime keeps the answers."""
 
 from __future__ import annotations
 
@@ -37,14 +38,16 @@ def test_the_flag_reads_the_cpu():
     assert devices.cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def test_bf16_backbone_keeps_the_answers(native_bf16, checkpoint, tiny_data):
+def test_bf16_runtime_keeps_the_answers(native_bf16, checkpoint, tiny_data):
     _, images = tiny_data
-    fast = Predictor.from_checkpoint(checkpoint, device="cpu")
-    exact = Predictor.from_checkpoint(checkpoint, device="cpu", amp="off")
-    extractor = fast.model.image_extractor
-    assert extractor.cpu_bf16 and not exact.model.image_extractor.cpu_bf16
-    conv = next(p for p in extractor.trunk.parameters() if p.dim() == 4)
+    fast = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="bf16")
+    exact = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="float32")
+    assert (fast.runtime.name, exact.runtime.name) == ("bf16", "float32")
+    trunk = fast.trunk.trunk  # a channels_last copy; the model's own trunk stays float32
+    conv = next(p for p in trunk.parameters() if p.dim() == 4)
     assert conv.is_contiguous(memory_format=torch.channels_last)
+    own = next(p for p in fast.model.image_extractor.trunk.parameters() if p.dim() == 4)
+    assert own.is_contiguous() and not fast.model.image_extractor.cpu_bf16
     words = load_checkpoint(checkpoint).vocabulary.words
     paths = [p for p in sorted(images.rglob("*.jpg")) if p.stat().st_size > 2000][:12]
     rng = np.random.default_rng(0)
@@ -58,9 +61,8 @@ def test_bf16_backbone_keeps_the_answers(native_bf16, checkpoint, tiny_data):
         total += len(tags)
     assert agree / total >= 0.95
     # The trunk's output is float32 again, so the rest of the model runs as before.
-    images_in = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert extractor.trunk_features(images_in).dtype == torch.float32
+        assert fast.trunk(torch.randn(2, 3, 64, 64)).dtype == torch.float32
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ is kept. The backbone runs once per image for both the clean and the outlier pas
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,8 +30,12 @@ from magneto.data.image_inputs import DecodedImages, ImageInput, NoImages
 from magneto.data.items import load_items, short_ids
 from magneto.devices import resolve_device
 from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
+from magneto.infer.runtimes.calibration import Calibration
+from magneto.infer.runtimes.choose import RuntimeChoice, choose_runtime
 from magneto.train.loop import ScoredItem, labelled, score
 from magneto.train.metrics import SetMetrics, metrics_at
+
+log = logging.getLogger("magneto.runtime")
 
 
 @dataclass
@@ -41,6 +46,7 @@ class EvaluationResult:
     outlier_metrics: SetMetrics | None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     report: DataReport = field(default_factory=DataReport)
+    runtime: RuntimeChoice | None = None
 
     @property
     def outlier_rate(self) -> float | None:
@@ -55,6 +61,7 @@ class EvaluationResult:
             "threshold": self.threshold,
             "skipped_items": [i for i, _ in self.skipped],
             "report": self.report.lines(),
+            "runtime": self.runtime.as_dict() if self.runtime else None,
         }
 
     def table(self) -> str:
@@ -68,6 +75,8 @@ class EvaluationResult:
             ("mean kept tags", f"{m.mean_kept:.3f} (important: {m.mean_important:.3f})"),
             ("threshold", f"{self.threshold:.2f}"),
         ]
+        if self.runtime is not None:
+            rows.append(("runtime", self.runtime.name))
         if self.outlier_metrics is not None:
             rows.append(
                 (f"outlier rate (K={self.outliers})", f"{self.outlier_metrics.outlier_rate:.2f} %")
@@ -123,13 +132,27 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     workers: int = 0,
     device: str = "auto",
-    amp: str = "auto",
+    runtime: str = "auto",
+    calibration: Calibration | None = None,
     on_bad_image: str = "skip",
     progress: bool = True,
 ) -> EvaluationResult:
+    """``runtime``: how the image trunk runs (:mod:`magneto.infer.runtimes`); the figures are
+    those of the model as it would be served with that runtime."""
     ckpt = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    model = model_from_checkpoint(ckpt, dev, amp)
+    model = model_from_checkpoint(ckpt, dev, amp="off")
+    trunk, choice = choose_runtime(
+        model,
+        device=dev,
+        requested=runtime,
+        input_size=ckpt.input_size,
+        threshold=ckpt.threshold,
+        batch_size=batch_size,
+        calibration=calibration,
+    )
+    log.info("%s", choice.describe())
+    amp = "bf16" if dev.type == "cuda" and choice.name == "bf16" else "off"  # CUDA: whole model
     vocabulary = ckpt.vocabulary
     items, report = load_items(Path(data), vocabulary)
     image_input: ImageInput = NoImages()
@@ -153,7 +176,14 @@ def evaluate_checkpoint(
         noisy = with_outliers(items, outliers, len(vocabulary), seed)
         views.append(OutlierView(noisy, vocabulary.padding_index))
     scored = score(
-        model, loader, device=dev, amp=amp, views=views, description="evaluating", progress=progress
+        model,
+        loader,
+        device=dev,
+        amp=amp,
+        views=views,
+        description="evaluating",
+        progress=progress,
+        trunk=trunk,
     )
     used = ckpt.threshold if threshold is None else threshold
     return EvaluationResult(
@@ -163,4 +193,5 @@ def evaluate_checkpoint(
         outlier_metrics=_metrics(used, scored.views[0], outliers=True) if outliers else None,
         skipped=scored.skipped,
         report=report,
+        runtime=choice,
     )

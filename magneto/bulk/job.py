@@ -11,12 +11,15 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magneto.bulk.manifest import Manifest, ManifestIndex, Shard
 from magneto.bulk.results import ResultStore, Summary
 from magneto.bulk.rows import DecisionOptions
 from magneto.errors import MagnetoError
+
+if TYPE_CHECKING:
+    from magneto.infer.runtimes.calibration import Calibration
 
 
 @dataclass
@@ -31,7 +34,8 @@ class BulkJob:
     workers: int = 2
     shard_rows: int = 1024
     device: str = "auto"
-    amp: str = "auto"
+    runtime: str = "auto"  # how the image trunk runs (magneto.infer.runtimes)
+    calibration: Calibration | None = None  # images for the int8 runtime
     options: DecisionOptions = field(default_factory=DecisionOptions)
     progress: bool = True
     part: tuple[int, int] | None = None  # (I, N): the I-th of N disjoint parts, 1-based
@@ -64,6 +68,7 @@ class BulkReport:
     merged: bool = True  # False: a part finished, others are still to come
     missing_parts: int = 0  # shards of the whole job not committed yet (when not merged)
     complete: bool = False  # True: --out was already this job's, nothing was redone
+    runtime: str | None = None  # the runtime that ran the image trunk (None: nothing ran)
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.rows_this_run / self.seconds if self.seconds else 0.0
@@ -76,6 +81,7 @@ class BulkReport:
             "merged": self.merged,
             "missing_shards": self.missing_parts,
             "already_complete": self.complete,
+            "runtime": self.runtime,
         }
 
 

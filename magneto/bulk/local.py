@@ -119,7 +119,13 @@ def shard_loader(stream: ShardStream, workers: int, *, pin_memory: bool = False)
 def run_local(job: BulkJob) -> BulkReport:
     """Score every row not yet committed, on this machine."""
     started = time.perf_counter()
-    predictor = Predictor.from_checkpoint(job.checkpoint, device=job.device, amp=job.amp)
+    predictor = Predictor.from_checkpoint(
+        job.checkpoint,
+        device=job.device,
+        runtime=job.runtime,
+        calibration=job.calibration,
+        batch_size=job.batch_size,
+    )
     check_job(job, predictor.uses_images)
     manifest, index, store, todo = open_job(job)
     stream = ShardStream(
@@ -142,4 +148,6 @@ def run_local(job: BulkJob) -> BulkReport:
                     store.add(work.shard, row, result)
             bar.update(len(work))
     resumed = len([s for s in index.shards if job.owns(s.number)]) - len(todo)
-    return close_job(job, index, store, remaining, started, resumed)
+    report = close_job(job, index, store, remaining, started, resumed)
+    report.runtime = predictor.runtime.name
+    return report

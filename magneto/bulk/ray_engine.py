@@ -38,9 +38,10 @@ from magneto.bulk.job import BulkJob, BulkReport, check_job, close_job, open_job
 from magneto.bulk.manifest import Manifest, Shard
 from magneto.bulk.rows import DecisionOptions, RowPreparer, result_row
 from magneto.errors import MagnetoError
-from magneto.infer.checkpoint import load_checkpoint
+from magneto.infer.checkpoint import Checkpoint, load_checkpoint
 from magneto.infer.predictor import Predictor
 from magneto.infer.requests import ItemPreparer, PreparedItem
+from magneto.infer.runtimes.calibration import Calibration
 
 Batch = dict[str, np.ndarray]
 
@@ -88,11 +89,41 @@ def decode(
     return out
 
 
+def actor_runtime(job: BulkJob, checkpoint: Checkpoint, *, gpus: bool) -> str:
+    """The runtime every CPU actor runs: ``auto`` is measured once, here, on this machine,
+    rather than by actors starting together and timing each other. GPU actors choose on
+    their own GPU."""
+    if job.runtime != "auto" or gpus:
+        return job.runtime
+    chosen = Predictor(
+        checkpoint,
+        device=job.device,
+        runtime="auto",
+        calibration=job.calibration,
+        batch_size=job.batch_size,
+    )
+    return chosen.runtime.name
+
+
 class Scorer:
     """A Ray actor holding one predictor (loaded once), scoring prepared items in batches."""
 
-    def __init__(self, checkpoint: str, device: str, amp: str, options: DecisionOptions) -> None:
-        self.predictor = Predictor.from_checkpoint(checkpoint, device=device, amp=amp)
+    def __init__(
+        self,
+        checkpoint: str,
+        device: str,
+        runtime: str,
+        calibration: Calibration | None,
+        batch_size: int,
+        options: DecisionOptions,
+    ) -> None:
+        self.predictor = Predictor.from_checkpoint(
+            checkpoint,
+            device=device,
+            runtime=runtime,
+            calibration=calibration,
+            batch_size=batch_size,
+        )
         self.options = options
 
     def __call__(self, rows: Batch) -> Batch:
@@ -121,6 +152,7 @@ def pipeline(
     todo: list[Shard],
     prepare: RowPreparer,
     *,
+    runtime: str,
     num_gpus_per_worker: float,
     concurrency: int,
 ) -> Any:
@@ -130,7 +162,9 @@ def pipeline(
     scorer = {
         "checkpoint": str(job.checkpoint.resolve()),
         "device": "cuda" if num_gpus_per_worker > 0 else job.device,
-        "amp": job.amp,
+        "runtime": runtime,
+        "calibration": job.calibration,
+        "batch_size": job.batch_size,
         "options": job.options,
     }
     return (
@@ -199,8 +233,9 @@ def run_ray(
         )
     checkpoint = load_checkpoint(job.checkpoint)  # the vocabulary; the weights go to actors
     preparer = ItemPreparer.for_checkpoint(checkpoint)
-    del checkpoint
     check_job(job, preparer.uses_images)
+    runtime = actor_runtime(job, checkpoint, gpus=num_gpus_per_worker > 0)
+    del checkpoint
     _, index, store, todo = open_job(job)
     prepare = RowPreparer(preparer, job.images, index.duplicates, job.options)
     remaining = sum(s.count for s in todo)
@@ -215,6 +250,7 @@ def run_ray(
                 job,
                 todo,
                 prepare,
+                runtime=runtime,
                 num_gpus_per_worker=num_gpus_per_worker,
                 concurrency=concurrency,
             )
@@ -226,4 +262,6 @@ def run_ray(
                         store.add(shards[int(shard)], int(row), json.loads(result))
                     bar.update(len(batch["row"]))
     resumed = len([s for s in index.shards if job.owns(s.number)]) - len(todo)
-    return close_job(job, index, store, remaining, started, resumed)
+    report = close_job(job, index, store, remaining, started, resumed)
+    report.runtime = runtime
+    return report

@@ -62,6 +62,10 @@ _ORIENTATION = {  # EXIF orientation -> the transpose that shows the image uprig
 }
 
 
+# File suffixes read as images where a folder is scanned (predict, calibration).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
 def check_image_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """The bounds every image meets before any pixel is decoded or resized (the one place the
     service, predict, evaluate, training and the bulk job check them)."""

@@ -8,10 +8,11 @@ attention (so padded positions still cannot influence real ones) and padded outp
 to 0 as in the eager model. Nothing in the graph depends on the data, so batch size and
 tag-list length stay dynamic, and the model's normal (packed, faster) forward is untouched.
 
-ONNX goes through PyTorch's TorchScript-based exporter (``dynamo=False``): it needs no
-package beyond torch and handles this graph (no data-dependent shapes) completely.
-TorchScript is ``torch.jit.trace``. Both are deprecated upstream in favour of
-``torch.export``, which is why their deprecation warnings are silenced here and nowhere else.
+ONNX goes through PyTorch's supported exporter, ``torch.onnx.export(..., dynamo=True)``
+(``torch.export`` underneath; the ``onnx`` extra brings its packages), with the batch and
+tag-list dimensions declared dynamic. ``--quantize int8`` then quantizes the image trunk of
+that graph statically (:mod:`magneto.infer.export_int8`). TorchScript is ``torch.jit.trace``,
+which PyTorch has deprecated: its warnings are shown, not hidden.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from magneto import __version__
 from magneto.data.images import IMAGENET_MEAN, IMAGENET_STD
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
+from magneto.infer.export_int8 import check_quantization, quantize_export
+from magneto.infer.onnx_io import export_onnx, require
+from magneto.infer.runtimes.calibration import Calibration
 from magneto.model.architectures import TagModel
 from magneto.model.config import ModelConfig
 from magneto.model.packing import Packing
 
 FORMATS = ("onnx", "torchscript")
-ONNX_OPSET = 17  # LayerNormalization is a single op from 17; onnxruntime >= 1.14 and Triton run it
 BATCH, TAGS = "batch", "tags"  # names of the dynamic dimensions
 
 
@@ -210,21 +213,18 @@ def example_inputs(model: TagModel, input_size: int) -> tuple[torch.Tensor, ...]
     return torch.zeros(2, 3, input_size, input_size), tags, padding_mask
 
 
-def _write_onnx(wrapper: PaddedModel, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
-    names = input_names(wrapper.model.config)
-    dynamic = {n: {0: BATCH, 1: TAGS} for n in [*names, *wrapper.output_names]}
+def write_onnx(wrapper: PaddedModel, inputs: tuple[torch.Tensor, ...], path: Path) -> None:
+    tag_dims = {0: BATCH, 1: TAGS}
+    dims: tuple[dict[int, str], ...] = (tag_dims, tag_dims)
     if wrapper.uses_images:
-        dynamic["images"] = {0: BATCH}
-    torch.onnx.export(
+        dims = ({0: BATCH}, *dims)
+    export_onnx(
         wrapper,
         inputs,
-        str(path),
-        dynamo=False,
-        input_names=names,
+        path,
+        input_names=input_names(wrapper.model.config),
         output_names=wrapper.output_names,
-        dynamic_axes=dynamic,
-        opset_version=ONNX_OPSET,
-        do_constant_folding=True,
+        dynamic_shapes={"inputs": dims},  # PaddedModel.forward(*inputs)
     )
 
 
@@ -237,9 +237,17 @@ def _write_torchscript(
 
 
 def export_model(
-    checkpoint_path: str | Path, fmt: str, out: str | Path, *, overwrite: bool = False
+    checkpoint_path: str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    quantize: str | None = None,
+    calibration: Calibration | None = None,
 ) -> ExportResult:
-    """Write ``out`` (the model) and ``out.json`` (its sidecar); never overwrites unasked."""
+    """Write ``out`` (the model) and ``out.json`` (its sidecar); never overwrites unasked.
+    ``quantize="int8"``: the image trunk of the ONNX model in int8, calibrated on
+    ``calibration``."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -250,26 +258,31 @@ def export_model(
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     checkpoint = load_checkpoint(checkpoint_path)
+    if quantize is not None:
+        check_quantization(quantize, fmt, checkpoint, calibration)
+    elif fmt == "onnx":
+        require(("onnx", "onnxscript"), "ONNX export")
     model = model_from_checkpoint(checkpoint, "cpu", amp="off")  # float32 all through
     wrapper = PaddedModel(model)
     metadata = sidecar(checkpoint, fmt, out.name)
-    text = json.dumps(metadata, indent=2) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            inputs = example_inputs(model, checkpoint.input_size)
-            if fmt == "onnx":
-                _write_onnx(wrapper, inputs, tmp)
-            else:
-                _write_torchscript(wrapper, inputs, tmp, text)
+        inputs = example_inputs(model, checkpoint.input_size)
+        if fmt == "onnx":
+            write_onnx(wrapper, inputs, tmp)
+            if quantize is not None and calibration is not None:  # checked above
+                metadata["quantization"] = quantize_export(tmp, checkpoint, calibration)
+        else:
+            with torch.no_grad(), warnings.catch_warnings():
+                # The trace records the region grid's size as a constant, as it is for the
+                # fixed input size; PyTorch's deprecation of tracing itself stays visible.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                _write_torchscript(wrapper, inputs, tmp, json.dumps(metadata, indent=2))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(text, encoding="utf-8")
+    meta_tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     os.replace(meta_tmp, meta_path)
     return ExportResult(out, meta_path, metadata)

@@ -9,8 +9,10 @@ set up with the highest-scoring remaining tags.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,10 @@ from magneto.infer.requests import (
     collate,
     failure_kind,
 )
+from magneto.infer.runtimes import Calibration, choose_runtime
 from magneto.model.forward import forward
+
+log = logging.getLogger("magneto.runtime")
 
 __all__ = [
     "ItemFailure",
@@ -54,19 +59,37 @@ class Predictor:
         checkpoint: Checkpoint,
         *,
         device: str | torch.device = "auto",
-        amp: str = "auto",
+        runtime: str = "auto",
+        calibration: Calibration | None = None,
+        batch_size: int = 32,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
+        """``runtime``: how the image trunk runs (:mod:`magneto.infer.runtimes`); ``auto``
+        measures the candidates on ``batch_size`` items, the batch size this predictor will
+        mostly see. ``calibration``: images for the int8 runtime (needed once per trunk)."""
         self.checkpoint = checkpoint
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.amp = amp
         self.vocabulary: Vocabulary = checkpoint.vocabulary
         self.threshold = checkpoint.threshold
         self.input_size = checkpoint.input_size
         self.max_pixels = max_pixels
-        self.model = model_from_checkpoint(checkpoint, self.device, amp)
+        self.model = model_from_checkpoint(checkpoint, self.device, amp="off")
         self.uses_images = self.model.uses_images
         self.preparer = ItemPreparer.for_checkpoint(checkpoint, max_pixels=max_pixels)
+        self.trunk, self.runtime = choose_runtime(
+            self.model,
+            device=self.device,
+            requested=runtime,
+            input_size=self.input_size,
+            threshold=self.threshold,
+            batch_size=batch_size,
+            calibration=calibration,
+            max_pixels=max_pixels,
+        )
+        log.info("%s", self.runtime.describe())
+        # bf16 on CUDA: the whole model under autocast; on a CPU only the trunk is bf16.
+        cuda_bf16 = self.device.type == "cuda" and self.runtime.name == "bf16"
+        self.amp = "bf16" if cuda_bf16 else "off"
 
     @classmethod
     def from_checkpoint(
@@ -74,10 +97,19 @@ class Predictor:
         path: str | Path,
         *,
         device: str | torch.device = "auto",
-        amp: str = "auto",
+        runtime: str = "auto",
+        calibration: Calibration | None = None,
+        batch_size: int = 32,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> Predictor:
-        return cls(load_checkpoint(path), device=device, amp=amp, max_pixels=max_pixels)
+        return cls(
+            load_checkpoint(path),
+            device=device,
+            runtime=runtime,
+            calibration=calibration,
+            batch_size=batch_size,
+            max_pixels=max_pixels,
+        )
 
     @property
     def info(self) -> dict[str, Any]:
@@ -91,6 +123,7 @@ class Predictor:
             "uses_images": self.uses_images,
             "stage": self.checkpoint.stage,
             "metrics": self.checkpoint.metrics,
+            "runtime": self.runtime.as_dict(),
         }
 
     def prepare(self, request: PredictRequest) -> PreparedItem:
@@ -103,13 +136,10 @@ class Predictor:
         ``alpha``; with ``explain`` also the ``tag`` and ``image`` stream scores and the
         ``attention`` over the region grid (``(B, L, H, W)``). ``(B, L)`` float32 arrays."""
         with torch.inference_mode():
-            out = forward(
-                self.model,
-                batch.to(self.device, non_blocking=True),
-                self.device,
-                self.amp,
-                explain=explain,
-            )
+            batch = batch.to(self.device, non_blocking=True)
+            if self.trunk is not None and batch.features is None:
+                batch = replace(batch, features=self.trunk(batch.images).to(self.device))
+            out = forward(self.model, batch, self.device, self.amp, explain=explain)
         fields = {"final": out.final, "alpha": out.alpha}
         if explain:
             fields.update(tag=out.tag, image=out.image, attention=out.attention)

@@ -133,12 +133,14 @@ def score(
     views: Sequence[BatchView] = (),
     description: str = "scoring",
     progress: bool = False,
+    trunk: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Scores:
     """Score every item of ``loader`` (and each ``view`` of its batches) without gradients.
 
     A view re-tags a batch (e.g. adds outlier tags); it reuses the batch's backbone features,
     so the backbone runs once per image however many views there are. With ``criterion``,
-    validation losses are summed (times items) in ``Scores.sums``.
+    validation losses are summed (times items) in ``Scores.sums``. ``trunk``: what runs the
+    image trunk (an inference runtime); default the model's own, under ``amp``.
     """
     model.eval()
     result = Scores(views=[[] for _ in views])
@@ -150,8 +152,11 @@ def score(
                 continue
             batch = batch.to(device, non_blocking=True)
             if model.uses_images and batch.features is None:
-                with autocast(device, amp):
-                    maps = model.image_extractor.trunk_features(batch.images)
+                if trunk is not None:
+                    maps = trunk(batch.images).to(device)
+                else:
+                    with autocast(device, amp):
+                        maps = model.image_extractor.trunk_features(batch.images)
                 batch = replace(batch, images=torch.empty(0), features=maps)
             output = forward(model, batch, device, amp)
             result.items.extend(_scored(batch, output))

@@ -60,6 +60,7 @@ async def model_info(host: Host, settings: Settings) -> dict[str, Any]:
         "training_metrics": info["metrics"],
         "max_batch_size": settings.max_batch_size,
         "max_wait_ms": settings.max_wait_ms,
+        "runtime": info["runtime"],
     }
 
 

@@ -131,7 +131,7 @@ def test_the_export_formats_named_for_help_are_the_exporters():
 
 
 METAVARS = {"N", "FLOAT", "FILE", "DIR", "DEVICE", "JSON", "HOST", "KEY", "ADDRESS", "I/N"}
-METAVARS |= {"TAG,...", "ITEM,...", "INPUT", "URI", "NAME"}
+METAVARS |= {"TAG,...", "ITEM,...", "INPUT", "URI", "NAME", "PATH"}
 
 
 def every_parser():

@@ -424,18 +424,20 @@ def test_an_imported_checkpoint_is_served_and_exported(imported, tmp_path):
 
     path = save_checkpoint(imported[3].checkpoint, tmp_path / "imported.ckpt")
     image = write_jpeg(tmp_path / "photo.jpg", (160, 120)).read_bytes()
-    settings = ServiceSettings(checkpoint=path, device="cpu", amp="off")
+    settings = ServiceSettings(checkpoint=path, device="cpu", runtime="float32")
     with TestClient(create_app(settings)) as client:
         body = {"image_base64": base64.b64encode(image).decode(), "tags": ["tag03", "tag10"]}
         answer = client.post("/v1/summarize", json=body)
     assert answer.status_code == 200, answer.text
     served = [t["score"] for t in answer.json()["tags"]]
-    alone = Predictor.from_checkpoint(path, device="cpu", amp="off").predict(image, body["tags"])
+    alone = Predictor.from_checkpoint(path, device="cpu", runtime="float32").predict(
+        image, body["tags"]
+    )
     assert served == pytest.approx([t.score for t in alone.tags], abs=1e-6)
 
     result = export_model(path, "onnx", tmp_path / "imported.onnx")
     session = ort.InferenceSession(str(result.model_file), providers=["CPUExecutionProvider"])
-    model = Predictor.from_checkpoint(path, device="cpu", amp="off")
+    model = Predictor.from_checkpoint(path, device="cpu", runtime="float32")
     prepared = model.prepare(PredictRequest(image, body["tags"]))
     feeds = {
         "images": prepared.image[None].numpy(),

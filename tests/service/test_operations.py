@@ -164,3 +164,32 @@ def test_serve_start_up_errors_are_one_line(argv, code, fragment, capsys, monkey
     assert status == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err, err
+
+
+def test_the_runtime_is_described_and_counted(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGNETO_CACHE_DIR", str(tmp_path / "cache"))
+    for runtime, source in (("onnx", "forced"), ("auto", "measured")):
+        settings = ServiceSettings(
+            checkpoint=checkpoint, device="cpu", runtime=runtime, max_batch_size=4
+        )
+        with TestClient(create_app(settings)) as client:
+            described = client.get("/v1/model").json()["runtime"]
+            metrics = client.get("/metrics").text
+        name = described["name"]
+        assert described["requested"] == runtime and described["source"] == source
+        label = f'magneto_runtime_info{{requested="{runtime}",runtime="{name}",source="{source}"}}'
+        assert f"{label} 1.0" in metrics
+    assert described["batch_size"] == 4 and "float32" in described["timings_ms"]
+    assert f'magneto_runtime_batch_ms{{runtime="{name}"}}' in metrics
+
+
+def test_serve_refuses_a_runtime_this_machine_cannot_run(checkpoint, capsys, monkeypatch):
+    import magneto.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_has_int8_dot", lambda: False)
+    argv = ["serve", "--checkpoint", str(checkpoint), "--port", "0", "--runtime", "int8"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--runtime int8 cannot run here" in err, err
+    assert main([*argv[:-2], "--calibration", "missing.csv"]) == 1
+    assert "calibration source not found" in capsys.readouterr().err
