@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header
 from serve_load import REPO, build_checkpoint, load, start_server
 
 
@@ -187,6 +188,7 @@ def main() -> None:
     parser.add_argument("--memory-rows", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    print(header("magneto summarize throughput against its decode and model floors"), flush=True)
     from magneto.bulk.job import BulkJob
     from magneto.bulk.local import run_local
     from magneto.infer.predictor import Predictor

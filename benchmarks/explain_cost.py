@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_throughput import write_library
-from machine import describe_cpu
+from machine import header
 from serve_load import REPO, build_checkpoint, free_port
 
 TAGS = ["sky", "clouds", "water", "beach", "dog", "cat", "tree", "road"]
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    import torch
+    print(header("what --explain costs"), flush=True)
 
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,6 @@ def main() -> None:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
-    print(f"cpu: {describe_cpu()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"baseline: {revision}; {args.images} JPEGs of 640x480, 8 tags each, untrained MAGNeto "
           f"(ResNet-18, 112 px); medians of {args.rounds} alternating rounds")  # fmt: skip
     base_rate = statistics.median(rates["baseline"])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk_throughput import write_library
-from machine import describe_cpu
+from machine import header
 from serve_load import build_checkpoint
 
 TAGS = ["sky", "clouds", "sun", "water", "beach", "dog", "cat", "tree"]
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
+    print(header("magneto predict on many images against magneto summarize"), flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     library = write_library(args.workdir, args.images).parent / "images"
     folder = args.workdir / f"folder-{args.images}"
@@ -71,7 +72,6 @@ def main() -> None:
         rows = [json.loads(line) for line in results.read_text().splitlines()]
         assert len(rows) == args.images and not any(r["error_kind"] for r in rows), "not scored"
         results.unlink(missing_ok=True)
-    print(f"cpu: {describe_cpu()}")
     print(
         f"{args.images} JPEGs of 640x480, 8 tags each, untrained MAGNeto at 112 px, "
         f"batch {args.batch_size}, {args.workers} decoding workers, {args.repeats} runs each"

@@ -40,6 +40,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -345,6 +348,7 @@ def main() -> None:
         help="everything after it goes to `magneto serve`",
     )
     args = parser.parse_args()
+    print(header("service throughput and latency under load"), flush=True)
     if args.clients:
         run_overload(args)
         return

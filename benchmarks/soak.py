@@ -192,8 +192,10 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from machine import describe_cpu
+    from machine import header
     from serve_load import build_checkpoint
+
+    print(header("service soak test"), flush=True)
 
     from tests.service.conftest import start_server, stop_server
 
@@ -204,7 +206,6 @@ def main() -> None:
         report = asyncio.run(soak(url, proc.pid, args.minutes * 60, args.clients))
     finally:
         stop_server(proc)
-    print(f"cpu: {describe_cpu()}")
     print(f"{args.minutes:g} min, {args.clients} clients, checkpoint {checkpoint}")
     print("\n".join(report.lines()))
     print(json.dumps({"server_errors": report.server_errors}))

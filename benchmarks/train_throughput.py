@@ -25,6 +25,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import header
 
 BATCH, L, SIZE, VOCAB = 32, 16, 112, 81
 MODES = ("backbone", "step", "cached", "reference")
@@ -122,6 +126,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-of", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(header("training-step throughput"), flush=True)
     if args.rss_of:
         print(json.dumps({"peak_rss_mib": _peak_rss(args.rss_of, 5, args.threads)}))
         return
