@@ -94,7 +94,9 @@ def test_one_row_per_item_errors_in_place_in_every_format(
 ):
     images, rows = library
     path = write_manifest(rows, tmp_path / manifest)
-    report = run_bulk(job(checkpoint, path, images, tmp_path / out, workers=workers))
+    # float32 in both, so that the runtime auto picks for each batch size cannot differ
+    bulk = job(checkpoint, path, images, tmp_path / out, workers=workers, runtime="float32")
+    report = run_bulk(bulk)
     results = read_results(tmp_path / out)
     assert [r["item_id"] for r in results] == [r["item_id"] for r in rows]
     assert [r["row"] for r in results] == list(range(len(rows)))
@@ -107,7 +109,7 @@ def test_one_row_per_item_errors_in_place_in_every_format(
     assert summary["items"] == 7 and summary["scored"] == 2
     assert summary["errors"] == {k: 1 for k in EXPECTED if k}
     # Each scored row is that item's own answer, as a single prediction gives it.
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", runtime="float32")
     for index in (0, 6):
         alone = predictor.predict(images / rows[index]["image"], rows[index]["tags"].split(","))
         got = results[index]

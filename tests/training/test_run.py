@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import magneto.devices as devices
 from magneto.cli.main import main
 from magneto.config import ConfigError, RunConfig, load_config
 from magneto.data.annotation_files import read_annotations
@@ -87,7 +88,11 @@ def test_training_lowers_the_loss_and_writes_every_output(trained):
 def test_the_predictor_reproduces_the_trainers_validation(trained):
     _, data, images = trained
     ckpt = load_checkpoint(trained[0].out / "best_f1.ckpt")
-    predictor = Predictor.from_checkpoint(trained[0].out / "best_f1.ckpt", device="cpu")
+    # The trainer scored validation with its trunk in bf16 where the CPU has native bf16.
+    runtime = "bf16" if devices.cpu_has_native_bf16() else "float32"
+    predictor = Predictor.from_checkpoint(
+        trained[0].out / "best_f1.ckpt", device="cpu", runtime=runtime
+    )
     requests, truth = [], []
     for record in read_annotations(data / "val.csv"):
         raw = (images / record.image_path).read_bytes()
