@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from magneto import __version__
 from magneto.cli import (
+    baseline_command,
     data_commands,
     embeddings_command,
     export_command,
@@ -63,6 +64,7 @@ def build_parser() -> OneLineParser:
     )
     data_commands.register(subparsers)
     run_commands.register(subparsers)
+    baseline_command.register(subparsers)
     predict_command.register(subparsers)
     serve_command.register(subparsers)
     summarize_command.register(subparsers)

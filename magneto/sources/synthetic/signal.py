@@ -19,6 +19,8 @@ import numpy as np
 from PIL import Image
 
 from magneto.data.annotations import Annotation
+from magneto.data.tag_context import TagContext as TagModel
+from magneto.data.tag_context import TagPositions as Flat
 from magneto.data.vocabulary import Vocabulary, normalize_tag
 
 
@@ -44,81 +46,6 @@ def tag_statistics(
         "concepts_used": len(counts),
         "top10_share": float(counts[:top].sum() / counts.sum()),
     }
-
-
-class Flat:
-    """The tag positions of a set of items: item index, concept index and label."""
-
-    def __init__(self, records: Sequence[Annotation], vocab: Vocabulary):
-        item, concept, label = [], [], []
-        for i, r in enumerate(records):
-            for tag, y in zip(r.tags, r.labels or [0] * len(r.tags), strict=True):
-                if (c := vocab.get(tag)) is not None:
-                    item.append(i)
-                    concept.append(c)
-                    label.append(y)
-        self.items = len(records)
-        self.item = np.asarray(item, dtype=np.int64)
-        self.concept = np.asarray(concept, dtype=np.int64)
-        self.label = np.asarray(label, dtype=float)
-        self.starts = np.searchsorted(self.item, np.arange(self.items + 1))
-
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(position, other position) for every ordered pair of tags of one item."""
-        firsts, seconds = [], []
-        for i in range(self.items):
-            pos = np.arange(self.starts[i], self.starts[i + 1])
-            a, b = np.meshgrid(pos, pos, indexing="ij")
-            off = a != b
-            firsts.append(a[off])
-            seconds.append(b[off])
-        return np.concatenate(firsts), np.concatenate(seconds)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.log(p / (1 - p))
-
-
-class TagModel:
-    """Statistics of the training tags, turned into features of any item's tags."""
-
-    def __init__(self, train: Flat, vocab_size: int, smooth: float = 2.0):
-        self.v, self.smooth, self.items = vocab_size, smooth, train.items
-        self.n = np.bincount(train.concept, minlength=vocab_size).astype(float)
-        self.k = np.bincount(train.concept, train.label, minlength=vocab_size)
-        self.rate = train.label.mean()
-        a, b = train.pairs()
-        keys = train.concept[a] * vocab_size + train.concept[b]
-        self.keys, inverse = np.unique(keys, return_inverse=True)
-        self.pair_n = np.bincount(inverse).astype(float)
-        self.pair_k = np.bincount(inverse, train.label[a])
-
-    def features(self, flat: Flat, own: bool) -> np.ndarray:
-        """Rows of features per tag position; ``own``: ``flat`` is the training set itself,
-        so each item's own counts are left out."""
-        c, y, s = flat.concept, flat.label, self.smooth
-        loo = 1.0 if own else 0.0
-        n = self.n[c] - loo
-        prior = (self.k[c] - loo * y + s * self.rate) / (n + s)
-        a, b = flat.pairs()
-        keys = c[a] * self.v + c[b]
-        idx = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
-        found = self.keys[idx] == keys
-        pn = np.where(found, self.pair_n[idx], 0.0) - loo
-        pk = np.where(found, self.pair_k[idx], 0.0) - loo * y[a]
-        pair_rate = (pk + s * prior[a]) / (pn + s)
-        expected = (self.n[c[a]] - loo) * (self.n[c[b]] - loo) / max(self.items, 1)
-        cohesion = np.log((pn + 0.5) / (expected + 0.5))
-        m = len(c)
-        others = np.maximum(np.bincount(a, minlength=m), 1)
-        context = np.bincount(a, pair_rate, minlength=m) / others
-        context[np.bincount(a, minlength=m) == 0] = prior[np.bincount(a, minlength=m) == 0]
-        lengths = np.diff(flat.starts)[flat.item]
-        return np.column_stack([
-            _logit(prior), np.log1p(n), _logit(context),
-            np.bincount(a, cohesion, minlength=m) / others, np.log(lengths),
-        ])  # fmt: skip
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 25):
