@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from magneto.cli.common import UsageError, positive_int, print_json
+from magneto.cli.common import UsageError, positive_int, print_json, unit_float
 from magneto.cli.config_flags import field_checker, field_metavar
 from magneto.config import validation_message
 from magneto.sources.own import OwnDataSettings
@@ -82,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Paper preprocessing of NUS-WIDE: tags = the item's concepts among the 81, "
         "important = its ground-truth labels; keep items with tags, with a label, whose "
         "important tags are all among their tags, and with at most --max-len tags. Writes "
-        "train.csv, val.csv (official split), vocab.csv, unlabeled.csv and summary.json.",
+        "train.csv, val.csv (official split), vocab.csv, unlabeled.csv and summary.json; "
+        "with --test-holdout also test.csv, held out of the official test list.",
     )
     nus.add_argument("--root", required=True, metavar="DIR", help="the NUS-WIDE root directory")
     nus.add_argument("--out", required=True, metavar="DIR", help="directory for the prepared files")
@@ -102,6 +103,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="processes for --check-images decode",
     )
+    nus.add_argument(
+        "--test-holdout",
+        type=unit_float,
+        default=0.0,
+        metavar="FLOAT",
+        help="share of the official test list written to test.csv instead of val.csv (a "
+        "seeded hash of the item id): choose on val, report on test",
+    )
+    nus.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the test holdout")
     nus.add_argument("--overwrite", action="store_true", help="replace earlier prepared files")
     nus.add_argument("--json", action="store_true", help="print the summary as JSON")
     nus.set_defaults(handler=run_prepare_nuswide)
@@ -212,6 +222,8 @@ def run_prepare_nuswide(args: argparse.Namespace) -> int:
         image_check=args.check_images,
         overwrite=args.overwrite,
         workers=args.workers,
+        test_holdout=args.test_holdout,
+        seed=args.seed,
     )
     title = f"prepared dataset written to {args.out} (images under {summary.image_root})"
     _report(title, summary.lines(), asdict(summary), args.json)

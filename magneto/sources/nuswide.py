@@ -17,6 +17,7 @@ and writes the prepared files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -47,7 +48,7 @@ __all__ = [
     "prepare_nuswide",
 ]
 
-OUTPUT_FILES = ("train.csv", "val.csv", "vocab.csv", "unlabeled.csv", "summary.json")
+OUTPUT_FILES = ("train.csv", "val.csv", "test.csv", "vocab.csv", "unlabeled.csv", "summary.json")
 
 
 @dataclass
@@ -65,6 +66,7 @@ class PreparationSummary:
     corrupt_images: list[str] = field(default_factory=list)
     train_items: int = 0
     val_items: int = 0
+    test_items: int = 0
     unlabeled_items: int = 0
     mean_tags_per_item: float = 0.0
     mean_important_per_item: float = 0.0
@@ -78,7 +80,9 @@ class PreparationSummary:
         out = [f"images listed: {self.images_listed} ({self.concepts} concepts)"]
         out += [f"  {s['step']}: {s['items']}" for s in self.steps]
         out.append(
-            f"train: {self.train_items}, val: {self.val_items}, unlabeled: {self.unlabeled_items}"
+            f"train: {self.train_items}, val: {self.val_items}, "
+            + (f"test: {self.test_items}, " if self.test_items else "")
+            + f"unlabeled: {self.unlabeled_items}"
         )
         out.append(
             f"mean tags/item: {self.mean_tags_per_item:.3f}, mean important/item: "
@@ -129,13 +133,22 @@ def prepare_nuswide(
     image_check: ImageCheck = "exists",
     overwrite: bool = False,
     workers: int = 1,
+    test_holdout: float = 0.0,
+    seed: int = 0,
 ) -> PreparationSummary:
-    """Run the paper's preprocessing on a raw NUS-WIDE layout and write the prepared files."""
+    """Run the paper's preprocessing on a raw NUS-WIDE layout and write the prepared files.
+
+    ``test_holdout``: the share of the official test list's items written to ``test.csv``
+    instead of ``val.csv`` (by a hash of ``seed`` and the item id, so an item keeps its split),
+    so that thresholds and recipes chosen on val are reported on items they never saw. The
+    training split stays the paper's."""
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise DataError(root, None, "NUS-WIDE root directory not found")
     if max_len < 1:
         raise ValueError("max_len must be at least 1")
+    if not 0.0 <= test_holdout < 1.0:
+        raise ValueError("the test holdout must be at least 0 and below 1")
     existing = [name for name in OUTPUT_FILES if (out / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(
@@ -177,9 +190,16 @@ def prepare_nuswide(
             f"image present{' and decodable' if image_check == 'decode' else ''}", len(usable)
         )
     train, val = _split(usable, paths_by_id, splits, summary)
+    test = [r for r in val if _held_out(r.item_id, test_holdout, seed)]
+    val = [r for r in val if not _held_out(r.item_id, test_holdout, seed)]
     unlabeled = [r for r in unlabeled if r.item_id not in bad]
-    _write(out, concepts, train, val, unlabeled, summary)
+    _write(out, concepts, train, val, unlabeled, summary, test if test_holdout else None)
     return summary
+
+
+def _held_out(item_id: str, share: float, seed: int) -> bool:
+    digest = hashlib.sha256(f"{seed}\0{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
 def _split(
@@ -213,6 +233,7 @@ def _write(
     val: list[RawRow],
     unlabeled: list[RawRow],
     summary: PreparationSummary,
+    test: list[RawRow] | None = None,
 ) -> None:
     """The annotation files, the vocabulary, and the summary with its statistics (last)."""
 
@@ -232,11 +253,17 @@ def _write(
     summary.val_items = write_annotations(
         out / "val.csv", [to_record(r, True) for r in val], labelled=True
     )
+    if test is not None:
+        summary.test_items = write_annotations(
+            out / "test.csv", [to_record(r, True) for r in test], labelled=True
+        )
+    else:  # an --overwrite without a holdout: a test.csv of an earlier run would mislead
+        (out / "test.csv").unlink(missing_ok=True)
     summary.unlabeled_items = write_annotations(
         out / "unlabeled.csv", [to_record(r, False) for r in unlabeled], labelled=False
     )
     Vocabulary(concepts).save(out / "vocab.csv")
-    final = train + val
+    final = train + val + (test or [])
     if final:
         summary.mean_tags_per_item = float(np.mean([len(r.tags) for r in final]))
         summary.mean_important_per_item = float(np.mean([len(r.important) for r in final]))

@@ -179,3 +179,26 @@ def test_bad_values_name_the_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match="expected 5 values, found 3"):
         prepare_nuswide(root, tmp_path / "out2")
+
+
+def test_a_seeded_test_split_is_held_out_of_the_official_test_list(tiny_data, tmp_path):
+    _, images = tiny_data
+    raw = images.parent
+    plain = prepare_nuswide(raw, tmp_path / "plain")
+    held = prepare_nuswide(raw, tmp_path / "held", test_holdout=0.5, seed=1)
+    assert not (tmp_path / "plain" / "test.csv").exists() and plain.test_items == 0
+    assert held.train_items == plain.train_items  # the paper's training split, unchanged
+    assert held.val_items + held.test_items == plain.val_items
+    assert 0 < held.test_items < plain.val_items
+    again = prepare_nuswide(raw, tmp_path / "again", test_holdout=0.5, seed=1)
+    assert again.test_items == held.test_items  # the same items, by the seeded hash
+    prepare_nuswide(raw, tmp_path / "other", test_holdout=0.5, seed=2)
+    other_test = [r.item_id for r in read_annotations(tmp_path / "other" / "test.csv")]
+    held_test = [r.item_id for r in read_annotations(tmp_path / "held" / "test.csv")]
+    assert other_test != held_test and not set(held_test) & {
+        r.item_id for r in read_annotations(tmp_path / "held" / "val.csv")
+    }
+    prepare_nuswide(raw, tmp_path / "held", overwrite=True)  # no holdout now: no stale test.csv
+    assert not (tmp_path / "held" / "test.csv").exists()
+    with pytest.raises(ValueError, match="holdout"):
+        prepare_nuswide(raw, tmp_path / "bad", test_holdout=1.0)
