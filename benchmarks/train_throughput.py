@@ -113,6 +113,77 @@ def _setup(threads: int):
     }
 
 
+def large_scale_cpu(rounds: int, threads: int) -> None:
+    """A training epoch's steps at configs/large-scale-cpu.yaml from cached features, on the
+    tag counts of a generated large-scale set: today's random batches against length buckets,
+    interleaved epoch by epoch; float32, the full objective (BCE-Dice, aux), AdamW."""
+    import csv
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from magneto.config import RunConfig, load_config
+    from magneto.configs import config_path
+    from magneto.model.architectures import build_model
+    from magneto.train.buckets import LengthBuckets, padding_share, random_batches
+    from magneto.train.fit_setup import build_optimizer, criterion
+
+    torch.set_num_threads(threads)
+    config = load_config(RunConfig, config_path("large-scale-cpu"), {})
+    with tempfile.TemporaryDirectory() as tmp:
+        cli = [sys.executable, "-m", "magneto.cli.main", "synth", "--profile", "large-scale"]
+        subprocess.run([*cli, "--items", "3000", "--out", tmp], check=True, capture_output=True)
+        with open(Path(tmp) / "train.csv", newline="") as handle:
+            counts = [len(row["tags"].split(",")) for row in csv.DictReader(handle)]
+    lengths = np.minimum(np.asarray(counts), config.max_len)
+    vocab, batch = 5812, config.batch_size
+    torch.manual_seed(0)
+    model = build_model(config.model.model_copy(update={"vocab_size": vocab})).train()
+    optimizer, loss = build_optimizer(config, model), criterion(config, aux=True)
+    features = torch.randn(len(lengths), 512, 4, 4).relu()
+    tags = torch.randint(0, vocab, (len(lengths), config.max_len))
+    targets = (torch.rand(len(lengths), config.max_len) < 0.14).float()
+    plans = {
+        "random batches (today)": random_batches(len(lengths), batch),
+        "length buckets": LengthBuckets(lengths, batch, torch.Generator().manual_seed(0)).batches(),
+    }
+
+    def epoch(plan: list[list[int]]) -> float:
+        started = time.perf_counter()
+        for rows in plan:
+            width = int(lengths[rows].max())
+            mask = torch.arange(width)[None] >= torch.as_tensor(lengths[rows])[:, None]
+            batch_tags = tags[rows, :width].masked_fill(mask, vocab)
+            out = model(None, batch_tags, mask, image_features=features[rows])
+            value, _ = loss(out, targets[rows, :width] * ~mask, mask)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+        return time.perf_counter() - started
+
+    runs = max(1, rounds // 10)
+    times: dict[str, list[float]] = {name: [] for name in plans}
+    for plan in plans.values():  # warm-up
+        epoch(plan[:3])
+    for _ in range(runs):
+        for name, plan in plans.items():
+            times[name].append(epoch(plan))
+    print(
+        f"configs/large-scale-cpu.yaml, cached features, {len(lengths)} items of up to "
+        f"{config.max_len} tags (a generated large-scale set), batch {batch}, median of {runs} "
+        "interleaved epochs"
+    )
+    rate = {name: len(lengths) / statistics.median(t) for name, t in times.items()}
+    for name, plan in plans.items():
+        print(
+            f"{name:<24} {rate[name]:>8.0f} items/s, padding "
+            f"{100 * padding_share(lengths, plan):.0f}% of tag slots"
+        )
+    ratio = rate["length buckets"] / rate["random batches (today)"]
+    print(f"length buckets / today: {ratio:.2f}x (target >= 2)")
+
+
 def _peak_rss(mode: str, rounds: int, threads: int) -> float:
     runs = _setup(threads)
     for _ in range(rounds):
@@ -125,8 +196,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-of", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--large-scale-cpu",
+        action="store_true",
+        help="configs/large-scale-cpu.yaml from cached features: random vs length-bucketed batches",
+    )
     args = parser.parse_args()
     print(header("training-step throughput"), flush=True)
+    if args.large_scale_cpu:
+        large_scale_cpu(args.rounds, args.threads)
+        return
     if args.rss_of:
         print(json.dumps({"peak_rss_mib": _peak_rss(args.rss_of, 5, args.threads)}))
         return

@@ -12,14 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from magneto.data.text_files import file_problem
 from magneto.errors import ConfigError
@@ -50,14 +43,21 @@ class RunConfig(BaseModel):
     # optimisation
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(32, ge=1)
+    length_buckets: bool = Field(False, description="batches of similar tag counts (less padding)")
     eval_batch_size: int = Field(64, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(1e-2, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    scheduler: Literal["plateau", "none"] = "plateau"
+    scheduler: Literal["plateau", "cosine", "none"] = Field(
+        "plateau", description="cosine: warmup_epochs of linear warm-up, then decay to 0"
+    )
     plateau_factor: float = Field(0.1, gt=0, lt=1)
     plateau_patience: int = Field(5, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="cosine: epochs of linear lr warm-up")
+    early_stopping: int | None = Field(
+        None, ge=1, description="stop after N epochs without a better val F1"
+    )
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm (none: off)")
     loss: LossName = Field("bce_dice", description="loss of the final output L_g")
     loss_params: dict[str, LossParam] = Field(
@@ -146,6 +146,7 @@ class RunConfig(BaseModel):
         "init_from",
         "pretrain_epochs",
         "pretrain_lr",
+        "early_stopping",
         "tracking_uri",
         mode="before",
     )

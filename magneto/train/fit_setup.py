@@ -8,8 +8,11 @@ interrupted run resume exactly.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sized
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -21,8 +24,43 @@ from magneto.config import RunConfig
 from magneto.data.dataset import Collator, worker_init
 from magneto.devices import DistInfo
 from magneto.model.architectures import TagModel
+from magneto.train.buckets import LengthBuckets, padding_share, random_batches
 from magneto.train.loss_registry import build_loss
 from magneto.train.total_loss import TotalLoss
+
+log = logging.getLogger("magneto.train.trainer")
+
+
+def cosine_factor(warmup: int, epochs: int, epoch: int) -> float:
+    """The lr factor during ``epoch`` (0-based): linear warm-up to 1 over ``warmup`` epochs,
+    then half a cosine down to 0 after the last epoch."""
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    span = max(epochs - warmup, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / span))
+
+
+def length_buckets(
+    config: RunConfig, train: Dataset, generator: torch.Generator, dist_info: DistInfo
+) -> LengthBuckets | None:
+    """The batch sampler of ``length_buckets``, with the padding it saves in one log line."""
+    items = getattr(train, "items", None)
+    if not config.length_buckets or items is None:
+        return None
+    if dist_info.enabled:
+        log.warning("length_buckets: not with several processes; batches stay random")
+        return None
+    lengths = [len(item.tags) for item in items]
+    sampler = LengthBuckets(lengths, config.batch_size, torch.Generator().manual_seed(0))
+    before = padding_share(lengths, random_batches(len(lengths), config.batch_size))
+    after = padding_share(lengths, sampler.batches())
+    sampler.generator = generator  # the epoch's seeded generator, as the random sampler's
+    log.info(
+        "length buckets: padding is %.0f%% of tag slots (%.0f%% in random batches)",
+        100 * after,
+        100 * before,
+    )
+    return sampler
 
 
 @dataclass
@@ -31,7 +69,10 @@ class FitParts:
     net: nn.Module  # what the training step calls: the DDP wrapper, or the model itself
     criterion: TotalLoss
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    # plateau steps on the validation loss, the others once per epoch
+    scheduler: (
+        torch.optim.lr_scheduler.ReduceLROnPlateau | torch.optim.lr_scheduler.LRScheduler | None
+    )
     train_loader: DataLoader
     val_loader: DataLoader
     train_sampler: Sampler
@@ -82,10 +123,14 @@ def assemble(
     """Move ``model`` to ``device`` and build everything that trains it."""
     model = model.to(device)
     optimizer = build_optimizer(config, model)
-    scheduler = None
+    scheduler: Any = None
     if config.scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    elif config.scheduler == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, partial(cosine_factor, config.warmup_epochs, config.epochs)
         )
     net: nn.Module = model
     if dist_info.enabled:
@@ -103,6 +148,7 @@ def assemble(
         val_sampler = DistributedSampler(val, num_replicas=replicas, rank=rank, shuffle=False)
     else:
         train_sampler = RandomSampler(cast(Sized, train), generator=generator)
+    buckets = length_buckets(config, train, generator, dist_info)
     padding_index = model.config.vocab_size  # the index after the last tag
     assert padding_index is not None, "the model was built without a vocabulary size"
     loader_args: dict[str, Any] = dict(
@@ -118,9 +164,15 @@ def assemble(
         criterion=criterion(config, aux),
         optimizer=optimizer,
         scheduler=scheduler,
-        train_loader=DataLoader(
-            train, batch_size=config.batch_size, sampler=train_sampler, **loader_args
+        train_loader=(
+            DataLoader(train, batch_sampler=buckets, **loader_args)
+            if buckets is not None
+            else DataLoader(
+                train, batch_size=config.batch_size, sampler=train_sampler, **loader_args
+            )
         ),
+        # Validation batches stay as they were: BCE-Dice's Dice term is computed per batch,
+        # so regrouping the items would change the validation loss the scheduler reads.
         val_loader=DataLoader(
             val, batch_size=config.eval_batch_size, sampler=val_sampler, **loader_args
         ),

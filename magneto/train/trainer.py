@@ -37,6 +37,7 @@ from magneto.train.fit_setup import FitParts
 from magneto.train.loop import ScoredItem, labelled, score, train_one_epoch
 from magneto.train.metrics import choose_threshold, metrics_at
 from magneto.train.run_log import RunLog
+from magneto.train.stopping import epochs_since_best, should_stop
 from magneto.train.tracking import open_tracker
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,10 @@ class Trainer:
         )
         train_stats, val_stats = self._reduce(train_sums), self._reduce(scored.sums)
         threshold, metrics = self._metrics(self._gather(scored.items))
-        if parts.scheduler is not None:
+        if isinstance(parts.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             parts.scheduler.step(val_stats["loss"])
+        elif parts.scheduler is not None:
+            parts.scheduler.step()
         skipped_ids = sorted(
             {i for part in all_gather_objects(skipped, self.dist) for i, _ in part}
         )
@@ -278,7 +281,12 @@ class Trainer:
 
     def _fit(self) -> FitResult:
         self.log.start(self.config, self.history if self.start_epoch else [])
+        patience = self.config.early_stopping
+        stopped = False
         for epoch in range(self.start_epoch, self.config.epochs):
+            if should_stop(self.history, patience, self.stage, self.dist.is_main):
+                stopped = True
+                break
             record, threshold = self._epoch(epoch)
             self.history.append(record)
             improved = set()
@@ -295,6 +303,9 @@ class Trainer:
         self.log.finish(
             {
                 "epochs": len(self.history),
+                "stopped_early": stopped,
+                "early_stopping_patience": patience,
+                "best_epoch": len(self.history) - epochs_since_best(self.history),
                 "best_f1": self.best_f1,
                 "best_loss": self.best_loss,
                 "world_size": self.dist.world_size,
