@@ -58,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             metavar=field_metavar(SynthConfig.model_fields[field].annotation),
             help=help_text,
         )
+    synth.add_argument(
+        "--test-holdout",
+        type=unit_float,
+        default=0.0,
+        metavar="FLOAT",
+        help="large-scale: share of the validation items written to test.csv instead (the "
+        "raw-layout profiles: magneto prepare nuswide --test-holdout)",
+    )
     synth.add_argument("--no-defects", action="store_true", help="omit NUS-WIDE's known defects")
     synth.add_argument(
         "--workers",
@@ -183,6 +191,11 @@ def _report(title: str, lines: list[str], payload: object, as_json: bool) -> Non
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    if args.test_holdout and args.profile != "large-scale":
+        raise UsageError(
+            "--test-holdout is for --profile large-scale; for the raw layout pass it to "
+            "magneto prepare nuswide"
+        )
     sizes = {} if args.image_size is None else {"image_size": args.image_size}
     common = dict(
         items=args.items,
@@ -202,7 +215,12 @@ def run_synth(args: argparse.Namespace) -> int:
     from magneto.sources.synthetic.benchmark import BenchConfig, generate_benchmark
     from magneto.sources.synthetic.profiles import profile_config
 
-    config = BenchConfig(profile=profile_config(args.profile), workers=args.workers, **common)
+    config = BenchConfig(
+        profile=profile_config(args.profile),
+        workers=args.workers,
+        test_holdout=args.test_holdout,
+        **common,
+    )
     bench = generate_benchmark(config, args.out, overwrite=args.overwrite)
     if bench.layout == "prepared":
         title = f"prepared {args.profile} dataset written to {args.out} (--data {bench.data})"

@@ -190,14 +190,15 @@ def prepare_nuswide(
             f"image present{' and decodable' if image_check == 'decode' else ''}", len(usable)
         )
     train, val = _split(usable, paths_by_id, splits, summary)
-    test = [r for r in val if _held_out(r.item_id, test_holdout, seed)]
-    val = [r for r in val if not _held_out(r.item_id, test_holdout, seed)]
+    test = [r for r in val if held_out(r.item_id, test_holdout, seed)]
+    val = [r for r in val if not held_out(r.item_id, test_holdout, seed)]
     unlabeled = [r for r in unlabeled if r.item_id not in bad]
     _write(out, concepts, train, val, unlabeled, summary, test if test_holdout else None)
     return summary
 
 
-def _held_out(item_id: str, share: float, seed: int) -> bool:
+def held_out(item_id: str, share: float, seed: int) -> bool:
+    """Whether an item goes to test.csv: a uniform number from a hash of (seed, id)."""
     digest = hashlib.sha256(f"{seed}\0{item_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 

@@ -269,3 +269,19 @@ def test_cli_profiles(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "cli"), "--items", "12", "--json"]) == 0
     generate(SynthConfig(items=12), tmp_path / "lib")
     assert _digest(tmp_path / "cli") == _digest(tmp_path / "lib")
+
+
+def test_large_scale_holds_a_test_split_out_of_val(large, tmp_path):
+    root, _ = large
+    held = tmp_path / "held"
+    generate_benchmark(
+        _config("large-scale", items=500, unlabeled=20, seed=7, image_size=48, test_holdout=0.5),
+        held,
+    )
+    val = {r.item_id for r in read_annotations(held / "val.csv")}
+    test = {r.item_id for r in read_annotations(held / "test.csv")}
+    before = {r.item_id for r in read_annotations(root / "val.csv")}
+    assert val | test == before and not val & test and 0 < len(test) < len(before)
+    train = {r.item_id for r in read_annotations(root / "train.csv")}
+    assert {r.item_id for r in read_annotations(held / "train.csv")} == train
+    assert not (root / "test.csv").exists()  # no holdout asked: the paper's layout

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from magneto.data.annotation_files import write_annotations
 from magneto.data.annotations import Annotation
 from magneto.data.vocabulary import Vocabulary
-from magneto.sources.nuswide import PreparationSummary
+from magneto.sources.nuswide import PreparationSummary, held_out
 from magneto.sources.synthetic.plan import PlannedItem, plan_items
 from magneto.sources.synthetic.profiles import ProfileConfig
 from magneto.sources.synthetic.raw_layout import (
@@ -58,6 +58,9 @@ class BenchConfig(BaseModel):
     seed: int = 0
     image_size: int | None = Field(None, ge=32, le=1024, description="default: the profile's")
     test_fraction: float = Field(0.4, gt=0.0, lt=1.0, description="share in val / the test list")
+    test_holdout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="large-scale: share of val written to test.csv"
+    )
     defects: bool = Field(True, description="nuswide: inject NUS-WIDE's known defects")
     workers: int = Field(1, ge=1, description="processes drawing the pictures")
 
@@ -186,14 +189,19 @@ def _write_prepared(
     ]
     written = render_all(jobs, size, config.profile.grid, config.workers)
     train = [record(it, True) for it in labelled if not it.test]
-    val = [record(it, True) for it in labelled if it.test]
+    held = [record(it, True) for it in labelled if it.test]
+    val = [r for r in held if not held_out(r.item_id, config.test_holdout, config.seed)]
+    test = [r for r in held if held_out(r.item_id, config.test_holdout, config.seed)]
     summary.train_items = write_annotations(root / "train.csv", train, labelled=True)
     summary.val_items = write_annotations(root / "val.csv", val, labelled=True)
+    if config.test_holdout:
+        summary.test_items = write_annotations(root / "test.csv", test, labelled=True)
     summary.unlabeled_items = write_annotations(
         root / "unlabeled.csv", [record(it, False) for it in extra], labelled=False
     )
     Vocabulary(table.names).save(root / "vocab.csv")
-    stats = tag_statistics([r.tags for r in train + val], [r.labels for r in train + val])
+    final = train + val + test
+    stats = tag_statistics([r.tags for r in final], [r.labels for r in final])
     summary.mean_tags_per_item = stats["mean_tags"]
     summary.mean_important_per_item = stats["mean_important"]
     summary.mean_important_ratio = stats["mean_important_ratio"]
