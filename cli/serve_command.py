@@ -67,12 +67,8 @@ def check_servable(settings: Any) -> None:
 
         if (problem := machine_problem(settings.runtime, device)) is not None:
             raise MagnetoError(f"--runtime {settings.runtime} cannot run here: {problem}")
-    if settings.calibration is not None:
-        from magneto.infer.runtimes.calibration import Calibration
-
-        calibration = Calibration(
-            settings.calibration, settings.calibration_images, settings.calibration_items
-        )
+    calibration = settings.calibration_images_set()
+    if calibration is not None:
         calibration.image_paths()  # names images at all
 
 

@@ -33,7 +33,6 @@ from magneto.infer.predictor import (
     PreparedItem,
 )
 from magneto.infer.requests import header_pixels
-from magneto.infer.runtimes.calibration import Calibration
 from magneto.service.batching import ClientGone, MicroBatcher, NotRunning, QueueFull
 from magneto.service.errors import ApiError
 from magneto.service.observability import Metrics
@@ -92,14 +91,11 @@ class ModelHost:
             if given is not None:
                 return given
             assert s.checkpoint is not None  # checked above
-            calibration = None
-            if s.calibration is not None:
-                calibration = Calibration(s.calibration, s.calibration_images, s.calibration_items)
             return Predictor.from_checkpoint(
                 s.checkpoint,
                 device=s.device,
                 runtime=s.runtime,
-                calibration=calibration,
+                calibration=s.calibration_images_set(),
                 batch_size=s.max_batch_size,  # what auto measures: the batcher's full batch
                 max_pixels=s.max_pixels,
             )

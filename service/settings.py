@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from magneto.infer.runtimes.calibration import Calibration
 
 
 class ServiceSettings(BaseSettings):
@@ -118,3 +121,11 @@ class ServiceSettings(BaseSettings):
         if self.metrics_require_key and self.api_key is None:
             raise ValueError("metrics_require_key needs an api_key to require")
         return self
+
+    def calibration_images_set(self) -> Calibration | None:
+        """The images the int8 runtime calibrates on, or None; a missing source raises."""
+        if self.calibration is None:
+            return None
+        from magneto.infer.runtimes.calibration import Calibration  # numpy: not for --help
+
+        return Calibration(self.calibration, self.calibration_images, self.calibration_items)

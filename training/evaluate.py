@@ -32,6 +32,7 @@ from magneto.devices import resolve_device
 from magneto.infer.checkpoint import load_checkpoint, model_from_checkpoint
 from magneto.infer.runtimes.calibration import Calibration
 from magneto.infer.runtimes.choose import RuntimeChoice, choose_runtime
+from magneto.infer.runtimes.trunks import model_amp
 from magneto.train.loop import ScoredItem, labelled, score
 from magneto.train.metrics import SetMetrics, metrics_at
 
@@ -152,7 +153,7 @@ def evaluate_checkpoint(
         calibration=calibration,
     )
     log.info("%s", choice.describe())
-    amp = "bf16" if dev.type == "cuda" and choice.name == "bf16" else "off"  # CUDA: whole model
+    amp = model_amp(choice.name, dev)
     vocabulary = ckpt.vocabulary
     items, report = load_items(Path(data), vocabulary)
     image_input: ImageInput = NoImages()

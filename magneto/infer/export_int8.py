@@ -10,7 +10,6 @@ from a wheel on every x86 CPU with VNNI or AMX-INT8 (see docs/performance.md).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from magneto.data.images import DEFAULT_MAX_PIXELS
 from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import Checkpoint
 from magneto.infer.onnx_io import image_only_nodes, quantize_int8, require
+from magneto.infer.runtimes.cache import replace_with
 from magneto.infer.runtimes.calibration import Calibration
 from magneto.infer.runtimes.candidates import NO_INT8_DOT
 
@@ -69,12 +69,7 @@ def quantize_export(
             tags = np.zeros((len(batch), 1), dtype=np.int64)  # the trunk does not read tags
             yield {"images": batch, "tags": tags, "padding_mask": np.zeros_like(tags, bool)}
 
-    target = path.with_name(f"{path.name}.int8")
-    try:
-        quantize_int8(path, target, feeds())
-        os.replace(target, path)
-    finally:
-        target.unlink(missing_ok=True)
+    replace_with(path, lambda tmp: quantize_int8(path, tmp, feeds()))
     quantized = onnx.load(str(path))
     nodes = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
     return {

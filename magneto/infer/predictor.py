@@ -36,6 +36,7 @@ from magneto.infer.requests import (
     failure_kind,
 )
 from magneto.infer.runtimes import Calibration, choose_runtime
+from magneto.infer.runtimes.trunks import model_amp
 from magneto.model.forward import forward
 
 log = logging.getLogger("magneto.runtime")
@@ -87,9 +88,7 @@ class Predictor:
             max_pixels=max_pixels,
         )
         log.info("%s", self.runtime.describe())
-        # bf16 on CUDA: the whole model under autocast; on a CPU only the trunk is bf16.
-        cuda_bf16 = self.device.type == "cuda" and self.runtime.name == "bf16"
-        self.amp = "bf16" if cuda_bf16 else "off"
+        self.amp = model_amp(self.runtime.name, self.device)
 
     @classmethod
     def from_checkpoint(

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,15 @@ def trunk_digest(trunk: torch.nn.Module, input_size: int) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def replace_with(path: Path, make: Callable[[Path], object]) -> Path:
+    """``make(tmp)`` writes the file; it appears under ``path`` only when complete."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
+        make(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
 
 
 class RuntimeCache:
@@ -89,4 +92,5 @@ class RuntimeCache:
         return value if isinstance(value, dict) else None
 
     def write_json(self, path: Path, value: dict[str, Any]) -> None:
-        atomic_write(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+        text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+        replace_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from magneto.infer.runtimes.trunks import TrunkRuntime
+from magneto.devices import autocast
+from magneto.infer.runtimes.trunks import TrunkRuntime, model_amp
 from magneto.model.architectures import TagModel
 
 CHECK_TAGS = 8
@@ -40,8 +41,7 @@ def final_scores(
     device = tags.device
     features = runtime(images).to(device)
     mask = torch.zeros_like(tags, dtype=torch.bool)
-    cuda_bf16 = runtime.name == "bf16" and device.type == "cuda"
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda_bf16):
+    with autocast(device, model_amp(runtime.name, device)):
         return model(None, tags, mask, image_features=features).final.float().cpu()
 
 

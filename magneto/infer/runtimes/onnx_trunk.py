@@ -3,17 +3,15 @@ the cache, and its int8 versions, one per calibration set."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from magneto.data.images import DEFAULT_MAX_PIXELS
 from magneto.infer.onnx_io import export_onnx, quantize_int8, session
-from magneto.infer.runtimes.cache import RuntimeCache
+from magneto.infer.runtimes.cache import RuntimeCache, replace_with
 from magneto.infer.runtimes.calibration import Calibration
 
 
@@ -28,17 +26,6 @@ class OrtTrunk:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         feeds = {"images": images.detach().to("cpu", torch.float32).contiguous().numpy()}
         return torch.from_numpy(self.session.run(None, feeds)[0])
-
-
-def _replace_with(path: Path, make: Any) -> Path:
-    """``make(tmp)`` writes the file; it appears under ``path`` only when complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        make(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def exported_trunk(trunk: nn.Module, input_size: int, cache: RuntimeCache) -> Path:
@@ -57,7 +44,7 @@ def exported_trunk(trunk: nn.Module, input_size: int, cache: RuntimeCache) -> Pa
             dynamic_shapes=({0: "batch"},),
         )
 
-    return _replace_with(cache.float_onnx, make)
+    return replace_with(cache.float_onnx, make)
 
 
 def quantized_trunk(
@@ -75,7 +62,7 @@ def quantized_trunk(
         feeds = (
             {"images": batch} for batch in calibration.batches(input_size, max_pixels=max_pixels)
         )
-        _replace_with(path, lambda tmp: quantize_int8(float_path, tmp, feeds))
+        replace_with(path, lambda tmp: quantize_int8(float_path, tmp, feeds))
     cache.write_json(
         cache.latest_int8,
         {

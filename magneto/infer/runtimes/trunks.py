@@ -12,7 +12,14 @@ from magneto.errors import MagnetoError
 from magneto.infer.runtimes.names import RUNTIME_CHOICES, RUNTIMES
 from magneto.model.backbone import ImageFeatureExtractor
 
-__all__ = ["RUNTIMES", "RUNTIME_CHOICES", "EagerTrunk", "RuntimeUnavailable", "TrunkRuntime"]
+__all__ = [
+    "RUNTIMES",
+    "RUNTIME_CHOICES",
+    "EagerTrunk",
+    "RuntimeUnavailable",
+    "TrunkRuntime",
+    "model_amp",
+]
 
 
 class RuntimeUnavailable(MagnetoError):
@@ -25,6 +32,12 @@ class TrunkRuntime(Protocol):
     name: str
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def model_amp(runtime: str, device: torch.device) -> str:
+    """The ``amp`` mode the rest of the model runs under with ``runtime`` on ``device``: bf16
+    on CUDA runs the whole model under autocast; elsewhere only the trunk changes."""
+    return "bf16" if runtime == "bf16" and device.type == "cuda" else "off"
 
 
 class EagerTrunk:
