@@ -3,6 +3,7 @@ the bf16 inference runtime keeps the answers."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,49 @@ def test_training_uses_it_for_the_frozen_trunk_and_caches_apart(native_bf16, tin
     assert len(list(cache.iterdir())) == 2  # one cache key per precision
     model = model_from_checkpoint(load_checkpoint(tmp_path / "auto" / "best_f1.ckpt"))
     assert model.image_extractor.cpu_bf16
+
+
+def test_training_steps_run_under_bf16_autocast_on_a_native_bf16_cpu(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.training_amp("auto", cpu) == "bf16"
+    assert devices.training_amp("off", cpu) == "off"
+    assert devices.training_amp("auto", cuda) == "auto"  # autocast() already means bf16 there
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.training_amp("auto", cpu) == "auto"
+    assert isinstance(devices.autocast(cpu, devices.training_amp("auto", cpu)), type(nullcontext()))
+
+
+# How far a short bf16-autocast run may land from the float32 one (same seed, same batches).
+BF16_F1_TOLERANCE = 0.03
+BF16_LOSS_TOLERANCE = 0.03  # relative, per epoch
+
+
+@pytest.mark.slow
+def test_a_bf16_training_run_matches_the_float32_run(native_bf16, tmp_path):
+    from magneto.sources.nuswide import prepare_nuswide
+    from magneto.sources.synthetic.generator import SynthConfig, generate
+    from magneto.training import run_training
+
+    generate(SynthConfig(items=400, unlabeled=0, seed=3, image_size=64), tmp_path / "raw")
+    prepare_nuswide(tmp_path / "raw", tmp_path / "prepared")
+    histories = {}
+    for amp in ("auto", "off"):  # auto: bf16 autocast steps here (native_bf16)
+        config = tiny_config(
+            tmp_path / "prepared",
+            tmp_path / "raw" / "Flickr",
+            tmp_path / amp,
+            epochs=6,
+            amp=amp,
+            feature_cache=True,
+            optimizer="adamw",
+            lr=0.01,
+            batch_size=16,
+            seed=0,
+        )
+        histories[amp] = run_training(config).fit.history
+    for bf16, exact in zip(histories["auto"], histories["off"], strict=True):
+        assert bf16["train_loss"] == pytest.approx(exact["train_loss"], rel=BF16_LOSS_TOLERANCE)
+        assert abs(bf16["val_f1"] - exact["val_f1"]) <= BF16_F1_TOLERANCE
+    losses = [epoch["train_loss"] for epoch in histories["off"]]
+    assert losses[-1] < 0.97 * losses[0]  # the runs moved: the comparison is not of two starts

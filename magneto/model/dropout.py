@@ -9,6 +9,8 @@ the drop rate is p to within 1/512. On other devices ``torch.nn.functional.dropo
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -25,7 +27,23 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     noise = torch.empty(words, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
     keep = noise.view(torch.uint8)[: x.numel()].view(x.shape) >= cut
     # A float mask times x is cheaper, forward and backward, than torch.where on the CPU.
-    return x * keep.to(x.dtype).mul_(1.0 / keep_prob)
+    return x * _scaled_mask(keep, 1.0 / keep_prob, x.dtype)
+
+
+def _scaled_mask(keep: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """``keep * scale`` as ``dtype``. For bf16 the mask is built from the bits of ``scale``
+    (0/1 times them, as int16): casting a bool tensor to bf16 is slow on the CPU, and this
+    makes the whole mask about 1.4x faster."""
+    if dtype != torch.bfloat16:
+        return keep.to(dtype).mul_(scale)
+    return keep.view(torch.uint8).to(torch.int16).mul_(_bf16_bits(scale)).view(torch.bfloat16)
+
+
+@functools.cache
+def _bf16_bits(value: float) -> int:
+    """The int16 bit pattern of ``value`` rounded to bf16 (as ``x.mul_(value)`` would round
+    it: the kept elements' scale is off by at most 0.4 %, as with any bf16 dropout)."""
+    return int(torch.tensor(value, dtype=torch.bfloat16).view(torch.int16))
 
 
 class Dropout(nn.Dropout):
@@ -33,3 +51,30 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_dropout(x, self.p, self.training)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keep: torch.Tensor | None,
+    p: float,
+    training: bool,
+) -> torch.Tensor:
+    """Scaled dot-product attention with dropout on the weights; ``keep`` (broadcastable to
+    ``(B, heads, Lq, Lk)``) is True for keys that may be attended to.
+
+    Fused attention draws its dropout mask one Bernoulli sample per weight on the CPU, about
+    2 ms per call at batch 64 (as much as the rest of the attention), so a training CPU step
+    computes the weights itself and drops them with :func:`fast_dropout`. A query whose keys
+    are all masked (an item with no tags) gets uniform weights instead of fused attention's
+    zeros; only padded positions have such rows, and their outputs are never read."""
+    if not training or p <= 0.0 or q.device.type != "cpu":
+        return nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep, dropout_p=p if training else 0.0
+        )
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if keep is not None:
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1).to(v.dtype)
+    return fast_dropout(weights, p) @ v

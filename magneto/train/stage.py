@@ -25,6 +25,7 @@ from magneto.devices import (
     init_distributed,
     seed_everything,
     shutdown_distributed,
+    training_amp,
 )
 from magneto.embeddings.initialise import init_embeddings
 from magneto.infer.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -192,6 +193,8 @@ def _precision(config: RunConfig, model: TagModel, device: torch.device) -> str:
         return "bf16 autocast"
     if config.amp == "bf16":
         return "bf16 autocast (forced on a CPU)"
+    if training_amp(config.amp, device) == "bf16":
+        return "bf16 autocast training steps, float32 validation (native bf16 CPU)"
     if model.uses_images and getattr(model.image_extractor, "cpu_bf16", False):
         return "float32, bf16 image trunk (native bf16 CPU)"
     return "float32"

@@ -31,6 +31,7 @@ from magneto.devices import (
     capture_rng_state,
     parameter_checksum,
     restore_rng_state,
+    training_amp,
 )
 from magneto.infer.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from magneto.train.fit_setup import FitParts
@@ -197,7 +198,7 @@ class Trainer:
             parts.criterion,
             parts.optimizer,
             device=self.device,
-            amp=config.amp,
+            amp=training_amp(config.amp, self.device),
             grad_clip=config.grad_clip,
             description=f"{self.stage} epoch {epoch + 1}/{config.epochs}",
             progress=config.progress and self.dist.is_main,
