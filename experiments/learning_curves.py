@@ -6,7 +6,8 @@ then prepared with ``--test-holdout``); its validation items are split in half i
 (thresholds, early stopping) and test (the figures). Each size N trains on the first N of the
 pool's training items (a seeded shuffle, so smaller sets are subsets of larger ones). Every
 command is the user's command line and is printed. Models train with ``--config`` (default:
-the profile's CPU config) and ``--early-stopping``; each point's wall time is recorded.
+the profile's CPU config), ``--early-stopping`` and ``--length-buckets``; each point's wall
+time is recorded.
 Results go to ``WORKDIR/learning_curves.json`` (a finished point is not redone when the script
 is run again), a Markdown table to stdout and ``WORKDIR/learning_curves.png`` (log x). Usage:
     python experiments/learning_curves.py --profile large-scale [--sizes 1000 3000 10000 30000]
@@ -109,6 +110,7 @@ def model_point(
         str(seed),
         "--early-stopping",
         str(patience),
+        "--length-buckets",
         "--no-progress",
         *epochs,
         *MODELS[name],

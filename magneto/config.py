@@ -97,7 +97,9 @@ class RunConfig(BaseModel):
     # runtime
     seed: int = 0
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="auto: bf16 on CUDA")
+    amp: Literal["auto", "bf16", "off"] = Field(
+        "auto", description="auto: bf16 on CUDA, and for training steps on native-bf16 CPUs"
+    )
     workers: int = Field(2, ge=0, description="DataLoader worker processes")
     feature_cache: bool = Field(
         False,
