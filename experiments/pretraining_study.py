@@ -5,10 +5,11 @@ pre-training epochs, beside plain training and TAD alone, on the same items.
 One synthetic set per profile is generated with an unlabeled pool of 4x its training items;
 each pool size P (0, 1x, 4x the training items) is a prepared folder whose unlabeled.csv holds
 the first P of them. Pre-training reads the unlabeled items and the training items' tags
-(``--pretrain-sources unlabeled,train``, the default), so pool 0 pre-trains on the labelled
-items' own tags. Thresholds and early stopping use val; the figures are on test. Every
-command is the user's command line and is printed; finished variants are not redone when the
-script is run again (``WORKDIR/pretraining_study.json``). Usage:
+(``--pretrain-sources unlabeled,train``, the default); pool 0 pre-trains on the labelled
+items' own tags alone (``--pretrain-sources train``). Thresholds and early stopping use val;
+the figures are on test. Every command is the user's command line and is printed; finished
+variants are not redone when the script is run again (``WORKDIR/pretraining_study.json``).
+Usage:
     python experiments/pretraining_study.py --profile large-scale [--items 2000]
         [--variants plain tad pre-0 pre-1x pre-4x ...] [--workdir runs/pretraining-study]
 """
@@ -32,7 +33,7 @@ NO_TAD = ["--tad-add", "0", "--tad-drop", "0"]
 VARIANTS: dict[str, tuple[float | None, list[str], list[str]]] = {
     "plain": (None, NO_TAD, []),
     "tad": (None, [], []),
-    "pre-0": (0, [], []),
+    "pre-0": (0, [], ["--pretrain-sources", "train"]),
     "pre-1x": (1, [], []),
     "pre-4x": (4, [], []),
     "pre-4x noise 0.25": (4, [], ["--noise-ratio", "0.25"]),

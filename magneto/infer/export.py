@@ -18,7 +18,6 @@ which PyTorch has deprecated: its warnings are shown, not hidden.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from magneto.errors import MagnetoError
 from magneto.infer.checkpoint import Checkpoint, load_checkpoint, model_from_checkpoint
 from magneto.infer.export_int8 import check_quantization, quantize_export
 from magneto.infer.onnx_io import export_onnx, require
+from magneto.infer.runtimes.cache import replace_with
 from magneto.infer.runtimes.calibration import Calibration
 from magneto.model.architectures import TagModel
 from magneto.model.config import ModelConfig
@@ -266,23 +266,21 @@ def export_model(
     wrapper = PaddedModel(model)
     metadata = sidecar(checkpoint, fmt, out.name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        inputs = example_inputs(model, checkpoint.input_size)
+    inputs = example_inputs(model, checkpoint.input_size)
+
+    def write(tmp: Path) -> None:
         if fmt == "onnx":
             write_onnx(wrapper, inputs, tmp)
             if quantize is not None and calibration is not None:  # checked above
                 metadata["quantization"] = quantize_export(tmp, checkpoint, calibration)
-        else:
-            with torch.no_grad(), warnings.catch_warnings():
-                # The trace records the region grid's size as a constant, as it is for the
-                # fixed input size; PyTorch's deprecation of tracing itself stays visible.
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                _write_torchscript(wrapper, inputs, tmp, json.dumps(metadata, indent=2))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    os.replace(meta_tmp, meta_path)
+            return
+        with torch.no_grad(), warnings.catch_warnings():
+            # The trace records the region grid's size as a constant, as it is for the
+            # fixed input size; PyTorch's deprecation of tracing itself stays visible.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            _write_torchscript(wrapper, inputs, tmp, json.dumps(metadata, indent=2))
+
+    replace_with(out, write)
+    text = json.dumps(metadata, indent=2) + "\n"
+    replace_with(meta_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return ExportResult(out, meta_path, metadata)
