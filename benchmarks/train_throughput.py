@@ -114,24 +114,16 @@ def _setup(threads: int):
 
 
 def _previous_path(on: bool):
-    """Switch the model back to the code before the speed-ups (exact packing, dropout drawn
-    inside fused attention), for the baseline of the ratio; returns a restore function."""
-    import torch.nn.functional as F
+    """Switch the model back to the exact packing of before the speed-ups, for the baseline of
+    the ratio; returns a restore function."""
+    from magneto.model import packing
 
-    from magneto.model import layers, packing
-
-    saved = (packing.ROWS_MULTIPLE, layers.attention)
+    saved = packing.ROWS_MULTIPLE
     if on:
-
-        def fused_attention(q, k, v, keep, p, training):
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=keep, dropout_p=p if training else 0.0
-            )
-
-        packing.ROWS_MULTIPLE, layers.attention = 1, fused_attention
+        packing.ROWS_MULTIPLE = 1
 
     def restore() -> None:
-        packing.ROWS_MULTIPLE, layers.attention = saved
+        packing.ROWS_MULTIPLE = saved
 
     return restore
 
@@ -139,8 +131,8 @@ def _previous_path(on: bool):
 def large_scale_cpu(rounds: int, threads: int) -> None:
     """A training epoch's steps at configs/large-scale-cpu.yaml from cached features, on the
     tag counts of a generated large-scale set, the full objective (BCE-Dice, aux), AdamW:
-    the previous path (random batches, float32, multi-tensor AdamW, exact packing, dropout
-    inside fused attention) against each speed-up added in turn, interleaved epoch by epoch."""
+    the previous path (random batches, float32, multi-tensor AdamW, exact packing) against
+    each speed-up added in turn, interleaved epoch by epoch."""
     import contextlib
     import csv
     import tempfile
@@ -176,7 +168,7 @@ def large_scale_cpu(rounds: int, threads: int) -> None:
     modes = {
         "previous path": (random_batches(len(lengths), batch), True, False, False),
         "+ length buckets": (buckets, True, False, False),
-        "+ fused AdamW, cheap attention dropout, rounded packing": (buckets, False, True, False),
+        "+ fused AdamW, rounded packing": (buckets, False, True, False),
         "+ bf16 autocast (training's auto here)": (buckets, False, True, bf16),
     }
     if not bf16:

@@ -39,15 +39,17 @@ VARIANTS: dict[str, tuple[float | None, list[str], list[str]]] = {
     "pre-4x noise 0.25": (4, [], ["--noise-ratio", "0.25"]),
     "pre-4x noise 1.0": (4, [], ["--noise-ratio", "1.0"]),
     "pre-4x 15 epochs": (4, [], ["--epochs", "15"]),
+    "pre-4x 30 epochs": (4, [], ["--epochs", "30"]),
     "pre-4x no tad": (4, NO_TAD, []),
+    "pre-1x lr 0.01": (1, [], ["--pretrain-lr", "0.01"]),
+    "pre-4x lr 0.01": (4, [], ["--pretrain-lr", "0.01"]),
 }
 
 
 def generate(work: Path, profile: str, items: int) -> tuple[Path, Path, int]:
     """The set: (prepared folder, image folder, training items)."""
     data, raw = work / "set", work / "raw"
-    train_share = 0.6
-    unlabeled = str(int(4 * items * train_share) + 50)
+    unlabeled = str(int(4 * items * 0.65) + 50)  # 4x the training items (about 60-62 %)
     if not (data / "test.csv").is_file():
         if profile == "large-scale":
             magneto(
@@ -81,7 +83,7 @@ def with_pool(work: Path, data: Path, size: int) -> Path:
         reader = csv.DictReader(handle)
         fields, rows = reader.fieldnames, list(reader)
     if len(rows) < size:
-        raise SystemExit(f"the set has {len(rows)} unlabeled items, fewer than {size}")
+        print(f"the set has {len(rows)} unlabeled items, fewer than {size}: using them all")
     with (folder / "unlabeled.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fields or []))
         writer.writeheader()
@@ -93,7 +95,11 @@ def run_variant(
     work: Path, data: Path, images: Path, config: Path, train_items: int, name: str, args
 ) -> dict:
     multiple, train_flags, pretrain_flags = VARIANTS[name]
-    folder = data if multiple is None else with_pool(work, data, int(multiple * train_items))
+    folder, pool = data, None
+    if multiple is not None:
+        folder = with_pool(work, data, int(multiple * train_items))
+        with (folder / "unlabeled.csv").open(newline="", encoding="utf-8") as handle:
+            pool = sum(1 for _ in csv.DictReader(handle))
     run = work / name.replace(" ", "-")
     shutil.rmtree(run, ignore_errors=True)  # an unfinished run of a killed script
     common = ["--config", str(config), "--images", str(images), "--seed", str(args.seed)]
@@ -120,8 +126,10 @@ def run_variant(
     final = json.loads((run / "train" / "final.json").read_text())
     return {
         "f1": 100 * figures["f1"],
+        "val_f1": 100 * final["best_f1"],
         "outlier_rate": figures["outlier_rate"],
         "epochs": final["epochs"],
+        "pool": pool,
         "seconds": time.perf_counter() - started,
     }
 
@@ -143,6 +151,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "pretraining_study.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    for key, result in results.items():  # records from before val F1 was kept
+        if "val_f1" not in result:
+            final = work / key.split("/")[0].replace(" ", "-") / "train" / "final.json"
+            result["val_f1"] = 100 * json.loads(final.read_text())["best_f1"]
     data, images, train_items = generate(work, args.profile, args.items)
     for name in args.variants:
         key = f"{name}/seed{args.seed}"
@@ -154,8 +166,11 @@ def main() -> None:
 
 def report(results: dict, train_items: int, outliers: int) -> None:
     print(f"\n{train_items:,} training items; outlier rate with K = {outliers}, on test\n")
-    print("| variant | pool | F1 (%) | outlier rate (%) | rate / plain's | epochs | time |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| variant | pool | val F1 (%) | test F1 (%) | outlier rate (%) | rate / plain's "
+        "| epochs | time |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     plain = [r["outlier_rate"] for k, r in results.items() if k.startswith("plain/")]
     for name, (multiple, *_flags) in VARIANTS.items():
         runs = [r for k, r in results.items() if k.split("/")[0] == name]
@@ -163,9 +178,11 @@ def report(results: dict, train_items: int, outliers: int) -> None:
             continue
         rate = statistics.mean(r["outlier_rate"] for r in runs)
         ratio = f"{rate / statistics.mean(plain):.2f}" if plain else "-"
-        pool = "-" if multiple is None else f"{int(multiple * train_items):,}"
+        size = runs[0].get("pool", None if multiple is None else int(multiple * train_items))
+        pool = "-" if size is None else f"{size:,}"
         print(
-            f"| {name} | {pool} | {statistics.mean(r['f1'] for r in runs):.1f} | {rate:.1f} | "
+            f"| {name} | {pool} | {statistics.mean(r['val_f1'] for r in runs):.1f} "
+            f"| {statistics.mean(r['f1'] for r in runs):.1f} | {rate:.1f} | "
             f"{ratio} | {runs[0]['epochs']} | {sum(r['seconds'] for r in runs) / 60:.1f} min |"
         )
 

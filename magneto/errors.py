@@ -19,6 +19,11 @@ class ConfigError(MagnetoError):
     """A config file or override is invalid."""
 
 
+class TrainingDiverged(MagnetoError):
+    """The training loss stopped being a finite number: nothing more can be learnt from the
+    run, so it stops instead of writing NaN epochs (the earlier checkpoints are kept)."""
+
+
 class DataError(MagnetoError):
     """A data file is malformed; names the file, the line (1-based) and the problem."""
 

@@ -51,30 +51,3 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fast_dropout(x, self.p, self.training)
-
-
-def attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    keep: torch.Tensor | None,
-    p: float,
-    training: bool,
-) -> torch.Tensor:
-    """Scaled dot-product attention with dropout on the weights; ``keep`` (broadcastable to
-    ``(B, heads, Lq, Lk)``) is True for keys that may be attended to.
-
-    Fused attention draws its dropout mask one Bernoulli sample per weight on the CPU, about
-    2 ms per call at batch 64 (as much as the rest of the attention), so a training CPU step
-    computes the weights itself and drops them with :func:`fast_dropout`. A query whose keys
-    are all masked (an item with no tags) gets uniform weights instead of fused attention's
-    zeros; only padded positions have such rows, and their outputs are never read."""
-    if not training or p <= 0.0 or q.device.type != "cpu":
-        return nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=p if training else 0.0
-        )
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-    if keep is not None:
-        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(scores, dim=-1).to(v.dtype)
-    return fast_dropout(weights, p) @ v

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magneto.model.dropout import Dropout, attention
+from magneto.model.dropout import Dropout
 from magneto.model.packing import Packing
 
 
@@ -48,7 +48,13 @@ class EncoderLayer(nn.Module):
         qkv = packing.unpack(F.linear(x, attn.in_proj_weight, attn.in_proj_bias))
         q, k, v = (_heads(t, packing.batch, packing.length, self.heads) for t in qkv.chunk(3, -1))
         keep = ~packing.padding_mask[:, None, None, :]
-        out = attention(q, k, v, keep, self.attention_dropout, self.training)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=keep,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )
         return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
     def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
@@ -110,7 +116,9 @@ class ImageStream(nn.Module):
         q = _heads(packing.unpack(F.linear(embedded, w_q, b_q)), batch, packing.length, self.heads)
         k = _heads(F.linear(regions, w_k, b_k), batch, n_regions, self.heads)
         v = _heads(F.linear(regions, w_v, b_v), batch, n_regions, self.heads)
-        out = attention(q, k, v, None, self.attention_dropout, self.training)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attention_dropout if self.training else 0.0
+        )
         return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
     def attention_weights(

@@ -9,6 +9,7 @@ reducing them across ranks and turning them into metrics is the caller's busines
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from magneto.data.dataset import Batch
 from magneto.devices import autocast
+from magneto.errors import TrainingDiverged
 from magneto.model.architectures import ModelOutput, TagModel
 from magneto.model.forward import forward
 from magneto.train.total_loss import TotalLoss
@@ -28,9 +30,9 @@ BatchView = Callable[[Batch], Batch]
 
 
 def _add_losses(
-    sums: dict[str, float], loss: torch.Tensor, parts: dict[str, torch.Tensor], n: int
+    sums: dict[str, float], loss: torch.Tensor | float, parts: dict[str, torch.Tensor], n: int
 ) -> None:
-    sums["loss"] += loss.item() * n
+    sums["loss"] += float(loss) * n
     for name, value in parts.items():
         sums[f"loss_{name}"] += value.item() * n
 
@@ -66,13 +68,20 @@ def train_one_epoch(
         batch = batch.to(device, non_blocking=True)
         output = forward(model, batch, device, amp)
         loss, parts = criterion(output, batch.targets, batch.padding_mask)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"{description}: the training loss became {value} after {int(sums['items'])} "
+                "items; lower the learning rate (--lr, or --pretrain-lr for pre-training) or "
+                "train in float32 (--amp off); the checkpoints of earlier epochs are kept"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         sums["items"] += len(batch)
-        _add_losses(sums, loss, parts, len(batch))
+        _add_losses(sums, value, parts, len(batch))
         _add_alpha(sums, output, batch.padding_mask)
         bar.set_postfix(loss=f"{sums['loss'] / sums['items']:.4f}", refresh=False)
     return sums, skipped
