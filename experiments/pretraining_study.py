@@ -12,6 +12,7 @@ variants are not redone when the script is run again (``WORKDIR/pretraining_stud
 Usage:
     python experiments/pretraining_study.py --profile large-scale [--items 2000]
         [--variants plain tad pre-0 pre-1x pre-4x ...] [--workdir runs/pretraining-study]
+        [--pretrain-epochs N (default: the config's)]
 """
 
 from __future__ import annotations
@@ -104,11 +105,12 @@ def run_variant(
     shutil.rmtree(run, ignore_errors=True)  # an unfinished run of a killed script
     common = ["--config", str(config), "--images", str(images), "--seed", str(args.seed)]
     init: list[str] = []
+    pretrain_epochs = ["--epochs", str(args.pretrain_epochs)] if args.pretrain_epochs else []
     started = time.perf_counter()
     if multiple is not None:
         magneto(
             "pretrain", *common, "--data", str(folder), "--out", str(run / "pretrain"),
-            "--no-progress", *pretrain_flags,
+            "--no-progress", *pretrain_epochs, *pretrain_flags,
         )  # fmt: skip
         init = ["--init-from", str(run / "pretrain" / "pretrain.ckpt")]
     magneto(
@@ -143,6 +145,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30, help="most training epochs")
     parser.add_argument("--patience", type=int, default=4, help="--early-stopping")
+    parser.add_argument(
+        "--pretrain-epochs", type=int, help="pre-training epochs where a variant names none"
+    )
     parser.add_argument("--outliers", type=int, default=2, help="K outlier tags per test item")
     parser.add_argument("--workdir", type=Path, default=Path("runs/pretraining-study"))
     args = parser.parse_args()
