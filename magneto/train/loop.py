@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -44,6 +45,19 @@ def _add_alpha(sums: dict[str, float], output: ModelOutput, padding_mask: torch.
         sums["alpha_count"] += real.sum().item()
 
 
+def _where_diverged(value: float, device: torch.device) -> str:
+    """Empty while every rank's loss is finite. Under DDP all ranks must stop together: one
+    rank raising alone would leave the others waiting in the next gradient all-reduce."""
+    bad = not math.isfinite(value)
+    if not (dist.is_available() and dist.is_initialized()):
+        return str(value) if bad else ""
+    flag = torch.tensor([float(bad)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() == 0:
+        return ""
+    return str(value) if bad else "non-finite on another process"
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Sequence[Batch] | torch.utils.data.DataLoader,
@@ -69,9 +83,10 @@ def train_one_epoch(
         output = forward(model, batch, device, amp)
         loss, parts = criterion(output, batch.targets, batch.padding_mask)
         value = loss.item()
-        if not math.isfinite(value):
+        where = _where_diverged(value, loss.device)
+        if where:
             raise TrainingDiverged(
-                f"{description}: the training loss became {value} after {int(sums['items'])} "
+                f"{description}: the training loss became {where} after {int(sums['items'])} "
                 "items; lower the learning rate (--lr, or --pretrain-lr for pre-training) or "
                 "train in float32 (--amp off); the checkpoints of earlier epochs are kept"
             )
