@@ -124,6 +124,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+PYTHONPATH = os.environ.get("PYTHONPATH", "")  # where the caller's packages are (kept)
+
+
 def start_server(checkpoint: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -143,7 +146,7 @@ def start_server(checkpoint: Path, extra: list[str] | None = None) -> tuple[subp
             *(extra or []),
         ],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), PYTHONPATH]))},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

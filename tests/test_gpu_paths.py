@@ -84,7 +84,7 @@ def test_cuda_bulk_job_scores_every_row(checkpoint, tiny_data, tmp_path):
     )
     report = run_local(job)
     rows = [json.loads(line) for line in job.out.read_text().splitlines()]
-    assert report.summary.scored == len(rows) == 8
+    assert report.summary.items == len(rows) == 8 and not report.summary.errors
     assert report.runtime in ("float32", "bf16")
 
 
