@@ -156,10 +156,6 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     results_path = work / "pretraining_study.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    for key, result in results.items():  # records from before val F1 was kept
-        if "val_f1" not in result:
-            final = work / key.split("/")[0].replace(" ", "-") / "train" / "final.json"
-            result["val_f1"] = 100 * json.loads(final.read_text())["best_f1"]
     data, images, train_items = generate(work, args.profile, args.items)
     for name in args.variants:
         key = f"{name}/seed{args.seed}"
