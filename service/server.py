@@ -85,6 +85,7 @@ def build_server(settings: ServiceSettings, app: Any) -> uvicorn.Server:
         ws="none",
         log_level=settings.log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
     )
     return _Server(config)

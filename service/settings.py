@@ -64,8 +64,18 @@ class ServiceSettings(BaseSettings):
     body_timeout_s: float = Field(
         30.0, gt=0, description="408 for a request whose body takes longer to arrive"
     )
+    keep_alive_s: int = Field(
+        75,
+        ge=1,
+        description="close a kept-alive connection idle this long; longer than the clients' "
+        "own idle limits (httpx 5 s) and the longest Retry-After (60 s), so a client reusing "
+        "one never races the server closing it",
+    )
     max_connections: int = Field(
-        512, ge=1, description="open connections; beyond: 503 and the connection is closed"
+        512,
+        ge=1,
+        description="open connections (idle kept-alive ones too); beyond: 503 and "
+        "the connection is closed",
     )
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="413 beyond this")
     max_pixels: int = Field(40_000_000, ge=1, description="413 for larger images")

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from magneto.infer.predictor import Predictor
+from magneto.service.batching import MAX_RETRY_AFTER_S
 from magneto.service.settings import ServiceSettings
 from tests.service.live_server import serving, tiny_checkpoint
 
@@ -127,13 +128,33 @@ def test_headers_trickled_a_byte_at_a_time_are_cut_off_too(server):
     assert time.monotonic() - started <= HEADER_S + SLACK_S
 
 
-def test_an_idle_kept_alive_connection_is_not_cut_by_the_header_timer(server):
+def test_an_idle_kept_alive_connection_outlasts_the_header_timer_and_client_idle_limits(server):
+    """Idle past the header bound and past httpx's own idle limit (5 s): a client that reuses
+    the connection just before it would drop it must not meet a server closing it at the same
+    moment (uvicorn's default of 5 s made exactly that race: a reset mid-request)."""
+    client_idle_limit = httpx.Limits(max_connections=1).keepalive_expiry
+    assert client_idle_limit is not None
     with socket.create_connection(address(server)) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock)[0] == 200
-        time.sleep(HEADER_S + 0.5)  # longer than the header bound, shorter than keep-alive (5 s)
+        time.sleep(max(HEADER_S, client_idle_limit) + 0.5)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock)[0] == 200
+
+
+def test_the_keep_alive_outlasts_the_longest_retry_after():
+    """A client told to come back in Retry-After seconds finds its connection still open."""
+    assert ServiceSettings().keep_alive_s > MAX_RETRY_AFTER_S + SLACK_S
+
+
+def test_an_idle_connection_is_closed_after_keep_alive_s(predictor):
+    settings = ServiceSettings(keep_alive_s=1, log_level="warning")
+    with serving(settings, predictor) as (url, _), socket.create_connection(address(url)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        started = time.monotonic()
+        assert read_until_closed(sock, 1 + SLACK_S) == b""
+    assert time.monotonic() - started >= 0.9
 
 
 def test_a_stalled_body_gets_408_and_the_connection_is_closed(server):
