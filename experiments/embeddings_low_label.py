@@ -96,7 +96,7 @@ def main() -> None:
         )
         print(coverage.strip(), flush=True)
     cache = ("--feature-cache-dir", str(data / "feature_cache"))  # every subset shares val's
-    arms = {"random": (), "Word2Vec": ("--embeddings", str(vectors))}
+    arms = {"random": ("--embeddings", "none"), "Word2Vec": ("--embeddings", str(vectors))}
     results: dict[str, list[dict]] = {arm: [] for arm in arms}
     labelled = {}
     for seed in args.seeds:

@@ -167,3 +167,15 @@ def test_the_auxiliary_outputs_get_their_own_loss():
     assert torch.allclose(parts["image"], dice(probs[2], targets, mask, logits[2]))
     bce = build_loss("bce")(output.final, targets, mask)
     assert torch.allclose(parts["final"], bce, atol=1e-4)
+
+
+def test_embeddings_none_on_the_command_line_wins_over_a_config_asking_for_word2vec():
+    """``--embeddings none`` (the learning curves' random-embedder arm) against
+    configs/large-scale-cpu.yaml, which asks for word2vec."""
+    from magneto.cli.config_flags import overrides_from
+    from magneto.cli.main import build_parser
+
+    path = config_path("large-scale-cpu")
+    assert load_config(RunConfig, path).embeddings == "word2vec"
+    args = build_parser().parse_args(["train", "--config", str(path), "--embeddings", "none"])
+    assert load_config(RunConfig, path, overrides_from(args)).embeddings is None
