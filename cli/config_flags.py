@@ -103,7 +103,7 @@ FIELD_METAVARS = {
     "out": "DIR",
     "feature_cache_dir": "DIR",
     "init_from": "FILE",
-    "embeddings": "{word2vec,FILE}",
+    "embeddings": "{word2vec,FILE,none}",
     "model.backbone_weights": "{imagenet,none,FILE}",
     "device": "DEVICE",
     "checkpoint": "FILE",

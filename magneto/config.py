@@ -72,8 +72,8 @@ class RunConfig(BaseModel):
     # initialisation
     embeddings: str | None = Field(
         None,
-        description="init the tag embedder: 'word2vec' (trained on the data's tags) or "
-        "a word2vec/GloVe vectors file",
+        description="init the tag embedder: 'word2vec' (trained on the data's tags), "
+        "a word2vec/GloVe vectors file, or 'none' (random, whatever the config says)",
     )
     # supervised training (magneto train)
     aux: bool = Field(True, description="auxiliary losses L_it + L_t besides L_g (paper eq. 5)")
