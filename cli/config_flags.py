@@ -35,6 +35,7 @@ STAGE_ONLY = {
     "model.architecture": "train",
     "model.gating": "train",
     "model.gate_d_ff": "train",
+    "model.tag_bias": "train",
     "aux": "train",
     "tad_add": "train",
     "tad_drop": "train",

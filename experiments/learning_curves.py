@@ -10,7 +10,8 @@ the profile's CPU config), ``--early-stopping`` and ``--length-buckets``; each p
 time is recorded.
 ``--models`` adds variants: MAGNeto pre-trained on the training items' tags
 (``magneto pretrain --pretrain-sources train``, then ``--init-from``), and MAGNeto, TF-t or FF
-with ``--embeddings word2vec`` (tag vectors learnt from the training items' tag lists).
+with ``--embeddings word2vec`` (tag vectors learnt from the training items' tag lists), and FF
+or MAGNeto with ``--tag-bias`` (a learned per-tag logit started at the counted rate).
 Results go to ``WORKDIR/learning_curves.json`` (a finished point is not redone when the script
 is run again), a Markdown table to stdout and ``WORKDIR/learning_curves.png`` (log x). Usage:
     python experiments/learning_curves.py --profile large-scale [--sizes 1000 3000 10000 30000]
@@ -35,14 +36,18 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"large-scale": "large-scale-cpu.yaml", "nuswide": "synthetic.yaml"}
 RANDOM = ["--embeddings", "none"]  # a random tag embedder, whatever the config says
 WORD2VEC = ["--embeddings", "word2vec"]  # Word2Vec on the training (and unlabeled) tag lists
+PLAIN = ["--no-tag-bias"]  # likewise: no per-tag logit unless the arm's name says so
+BIAS = ["--tag-bias"]  # a learned per-tag logit started at the counted rate (tag-prior's)
 MODELS = {
-    "MAGNeto + aux": ["--model", "magneto", *RANDOM],
-    "TF-t": ["--model", "tf-t", *RANDOM],
-    "FF": ["--model", "ff", *RANDOM],
-    "MAGNeto + aux, pre-trained": ["--model", "magneto", *RANDOM],
-    "MAGNeto + aux, word2vec": ["--model", "magneto", *WORD2VEC],
-    "TF-t, word2vec": ["--model", "tf-t", *WORD2VEC],
-    "FF, word2vec": ["--model", "ff", *WORD2VEC],
+    "MAGNeto + aux": ["--model", "magneto", *RANDOM, *PLAIN],
+    "TF-t": ["--model", "tf-t", *RANDOM, *PLAIN],
+    "FF": ["--model", "ff", *RANDOM, *PLAIN],
+    "MAGNeto + aux, pre-trained": ["--model", "magneto", *RANDOM, *PLAIN],
+    "MAGNeto + aux, word2vec": ["--model", "magneto", *WORD2VEC, *PLAIN],
+    "TF-t, word2vec": ["--model", "tf-t", *WORD2VEC, *PLAIN],
+    "FF, word2vec": ["--model", "ff", *WORD2VEC, *PLAIN],
+    "FF, tag bias": ["--model", "ff", *RANDOM, *BIAS],
+    "MAGNeto + aux, word2vec, tag bias": ["--model", "magneto", *WORD2VEC, *BIAS],
 }
 DEFAULT_MODELS = ("MAGNeto + aux", "TF-t", "FF")
 # Models that first run outlier-detection pre-training (paper 5.2) on the training items' own

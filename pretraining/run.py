@@ -42,7 +42,7 @@ class PretrainStage(Stage):
     checkpoints = CHECKPOINTS
 
     def configure(self, config: RunConfig) -> RunConfig:
-        config = with_model(config, gating=False, architecture="magneto")
+        config = with_model(config, gating=False, architecture="magneto", tag_bias=False)
         return config.model_copy(
             update={
                 "epochs": config.pretrain_epochs or config.epochs,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from magneto.config import ConfigError, RunConfig
 from magneto.data.augment import TagAugmentation
 from magneto.data.dataset import TagImageDataset
 from magneto.data.items import load_items
+from magneto.data.tag_context import smoothed_rates
 from magneto.data.vocabulary import Vocabulary
 from magneto.devices import DistInfo
-from magneto.model.architectures import TagModel
+from magneto.model.architectures import TagBias, TagModel
 from magneto.train.run_data import data_dir, make_dataset
 
 
@@ -42,3 +46,13 @@ def supervised_datasets(
     if not len(train) or not len(val):
         raise ConfigError(f"{root}: the training or validation set is empty after loading")
     return train, val
+
+
+def start_tag_bias(bias: TagBias, train_file: Path, vocabulary: Vocabulary) -> None:
+    """Start each tag's learned logit at the log-odds of its smoothed importance rate in
+    ``train_file`` (what the tag-prior baseline scores)."""
+    items, _ = load_items(train_file, vocabulary)
+    labelled = [(item.tags, item.targets) for item in items if item.targets is not None]
+    concept = np.concatenate([tags for tags, _ in labelled] or [np.zeros(0, np.int64)])
+    label = np.concatenate([targets for _, targets in labelled] or [np.zeros(0)])
+    bias.start_from(torch.from_numpy(smoothed_rates(concept, label, len(vocabulary))))

@@ -10,9 +10,10 @@ from torch.utils.data import Dataset
 
 from magneto.config import ConfigError, RunConfig
 from magneto.infer.checkpoint import load_checkpoint
+from magneto.train.run_data import data_dir
 from magneto.train.stage import Stage, StageRun, run_stage
 from magneto.train.trainer import FitResult
-from magneto.training.data import supervised_datasets
+from magneto.training.data import start_tag_bias, supervised_datasets
 from magneto.training.transfer import init_from_pretrained
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,17 @@ class SupervisedStage(Stage):
         return config
 
     def initialise(self, run: StageRun) -> None:
-        if not run.config.init_from:
-            return
-        source = load_checkpoint(run.config.init_from)
+        if run.config.init_from:
+            self._transfer(run, run.config.init_from)
+        if run.model.tag_bias is not None:
+            start_tag_bias(run.model.tag_bias, data_dir(run.config) / "train.csv", run.vocabulary)
+
+    def _transfer(self, run: StageRun, init_from: str) -> None:
+        source = load_checkpoint(init_from)
         copied = init_from_pretrained(run.model, source, run.vocabulary)
         log.info(
             "initialised from %s: %s",
-            run.config.init_from,
+            init_from,
             ", ".join(f"{b.rstrip('.')} ({n} tensors)" for b, n in copied.items()),
         )
 

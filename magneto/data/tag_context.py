@@ -22,6 +22,18 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def smoothed_rates(
+    concept: np.ndarray, label: np.ndarray, vocab_size: int, smooth: float = 2.0
+) -> np.ndarray:
+    """Each vocabulary tag's rate of being important, ``(k + smooth * r) / (n + smooth)`` with
+    ``r`` the overall rate: a tag seen ``n`` times, ``k`` of them important, is pulled towards
+    ``r`` the less it was seen (a tag never seen gets ``r``). This is tag-prior's score."""
+    n = np.bincount(concept, minlength=vocab_size).astype(float)
+    k = np.bincount(concept, label, minlength=vocab_size)
+    rate = float(np.mean(label)) if len(label) else 0.5
+    return (k + smooth * rate) / (n + smooth)
+
+
 class TagPositions:
     """The tag positions of a set of items: item index, concept index and label."""
 

@@ -111,17 +111,19 @@ class PaddedModel(nn.Module):
         tags, padding_mask = inputs[-2], inputs[-1]
         layout = PaddedLayout(padding_mask)
         # Whatever a client puts at padded positions is never looked up.
-        embedded = m._embed(tags.masked_fill(padding_mask, self.padding_index), layout)
+        tags = tags.masked_fill(padding_mask, self.padding_index)
+        embedded = m._embed(tags, layout)
         out: dict[str, torch.Tensor] = {}
         if arch == "ff":
-            out["tag"] = torch.sigmoid(m.head(torch.relu(m.blocks(embedded))).squeeze(-1))
+            logits = m.head(torch.relu(m.blocks(embedded))).squeeze(-1)
+            out["tag"] = torch.sigmoid(m._biased(logits, tags, layout))
         if arch in ("magneto", "tf-t"):
             tag_features, tag_logits = m.tag_stream(embedded, layout)
-            out["tag"] = torch.sigmoid(tag_logits)
+            out["tag"] = torch.sigmoid(m._biased(tag_logits, tags, layout))
         if self.uses_images:
             regions, _ = m._regions(images, None)
             image_features, image_logits = m.image_stream(embedded, regions, layout)
-            out["image"] = torch.sigmoid(image_logits)
+            out["image"] = torch.sigmoid(m._biased(image_logits, tags, layout))
         if arch == "magneto":
             if m.gate is None:
                 out["final"] = 0.5 * (out["tag"] + out["image"])

@@ -49,6 +49,36 @@ class TagEmbedder(nn.Module):
         return self.embedding(tags)
 
 
+class TagBias(nn.Module):
+    """One learned logit per tag, added to a model's per-tag outputs.
+
+    Why: a network learns a rarely seen tag's rate less well than counting does (on the
+    large-scale profile FF scored 0.1-0.5 F1 below tag-prior, most of the gap in tags seen 3 to
+    9 times). Started at the counted log-odds (:meth:`start_from`), and with the model's
+    per-tag heads started at 0 (:func:`build_model`), a fresh model scores exactly what
+    tag-prior scores, and training starts from counting. Starts at 0 (no effect) until then;
+    the padding row stays 0.
+    """
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.logit = nn.Embedding(vocab_size + 1, 1, padding_idx=vocab_size)
+        nn.init.zeros_(self.logit.weight)
+
+    def forward(self, tags: torch.Tensor) -> torch.Tensor:
+        return self.logit(tags).squeeze(-1)
+
+    @torch.no_grad()
+    def start_from(self, rates: torch.Tensor) -> None:
+        """Set each tag's logit to ``log(r / (1 - r))`` of its rate (one per vocabulary tag)."""
+        if rates.shape != (self.logit.num_embeddings - 1,):
+            raise ValueError(
+                f"need one rate per vocabulary tag ({self.logit.num_embeddings - 1}), "
+                f"got shape {tuple(rates.shape)}"
+            )
+        self.logit.weight[:-1, 0] = torch.logit(rates.double().clamp(1e-4, 1 - 1e-4)).float()
+
+
 def _probs(logits: torch.Tensor, packing: Packing) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed logits -> ``(B, L)`` probabilities and logits, 0 at padded positions."""
     return packing.unpack(torch.sigmoid(logits)), packing.unpack(logits)
@@ -65,6 +95,7 @@ class TagModel(nn.Module):
         self.config = config
         self.tag_embedder = TagEmbedder(int(config.vocab_size or 0), config.d_model)
         self.tag_dropout = Dropout(config.dropout)
+        self.tag_bias = TagBias(int(config.vocab_size or 0)) if config.tag_bias else None
 
     @property
     def uses_images(self) -> bool:
@@ -73,6 +104,12 @@ class TagModel(nn.Module):
     def _embed(self, tags: torch.Tensor, packing: Packing) -> torch.Tensor:
         """Dropped-out embeddings of the real tags, packed ``(N, d_model)``."""
         return self.tag_dropout(self.tag_embedder(packing.pack(tags)))
+
+    def _biased(self, logits: torch.Tensor, tags: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Packed per-tag logits plus each tag's learned logit (with ``tag_bias``)."""
+        if self.tag_bias is None:
+            return logits
+        return logits + self.tag_bias(packing.pack(tags))
 
     def _regions(
         self, images: torch.Tensor | None, image_features: torch.Tensor | None
@@ -124,6 +161,8 @@ class Magneto(TagModel):
         tag_features, tag_logits = self.tag_stream(embedded, packing)
         regions, grid = self._regions(images, image_features)
         image_features_out, image_logits = self.image_stream(embedded, regions, packing)
+        tag_logits = self._biased(tag_logits, tags, packing)
+        image_logits = self._biased(image_logits, tags, packing)
         o_t, o_it = torch.sigmoid(tag_logits), torch.sigmoid(image_logits)
         if self.gate is None:
             final = 0.5 * (o_t + o_it)
@@ -164,7 +203,8 @@ class FeedForwardBaseline(TagModel):
     ) -> ModelOutput:
         packing = Packing(padding_mask)
         features = torch.relu(self.blocks(self._embed(tags, packing)))
-        probs, logits = _probs(self.head(features).squeeze(-1), packing)
+        logits = self._biased(self.head(features).squeeze(-1), tags, packing)
+        probs, logits = _probs(logits, packing)
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
@@ -181,7 +221,7 @@ class TagTransformer(TagModel):
     ) -> ModelOutput:
         packing = Packing(padding_mask)
         _, logits = self.tag_stream(self._embed(tags, packing), packing)
-        probs, logits = _probs(logits, packing)
+        probs, logits = _probs(self._biased(logits, tags, packing), packing)
         return ModelOutput(probs, tag=probs, tag_logits=logits)
 
 
@@ -203,7 +243,7 @@ class ImageTagTransformer(TagModel):
         regions, grid = self._regions(images, image_features)
         embedded = self._embed(tags, packing)
         _, logits = self.image_stream(embedded, regions, packing)
-        probs, logits = _probs(logits, packing)
+        probs, logits = _probs(self._biased(logits, tags, packing), packing)
         attention = (
             self._attention(self.image_stream, embedded, regions, grid, packing)
             if explain
@@ -232,4 +272,11 @@ def build_model(config: ModelConfig) -> TagModel:
     """Build the network a config describes (weights random, backbone as configured)."""
     if config.vocab_size is None:
         raise ValueError("the model config needs vocab_size (the number of tags)")
-    return ARCHITECTURES[config.architecture](config)
+    model = ARCHITECTURES[config.architecture](config)
+    if model.tag_bias is not None:
+        # Each per-tag head starts at 0, so the tag bias alone decides a fresh model's scores.
+        for name, module in model.named_modules():
+            if name.split(".")[-1] == "head" and isinstance(module, nn.Linear):
+                nn.init.zeros_(module.weight)
+                nn.init.zeros_(module.bias)
+    return model

@@ -28,6 +28,11 @@ class ModelConfig(BaseModel):
     d_ff: int = Field(512, gt=0, description="feed-forward width of the Transformer layers")
     gate_d_ff: int | None = Field(None, gt=0, description="hidden width of the gate; default d_ff")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    tag_bias: bool = Field(
+        False,
+        description="add a learned per-tag logit to every per-tag output, started at the "
+        "log-odds of the tag's smoothed importance rate in train.csv (tag-prior's score)",
+    )
     gating: bool = Field(
         True, description="False builds the gate-less two-output model used for pre-training"
     )

@@ -31,14 +31,18 @@ ARCHITECTURES = ("magneto", "ff", "tf-t", "tf-it")
 TRITON = Path(__file__).resolve().parents[2] / "examples" / "triton" / "magneto" / "config.pbtxt"
 
 
-def small_model(architecture: str, seed: int = 0, gating: bool = True) -> TagModel:
+def small_model(
+    architecture: str, seed: int = 0, gating: bool = True, tag_bias: bool = False
+) -> TagModel:
     """Random weights; BatchNorm statistics made non-trivial so eval-mode BN matters."""
     torch.manual_seed(seed)
     config = ModelConfig(
         architecture=architecture, vocab_size=VOCAB, d_model=32, heads=2, d_ff=64,
-        tag_layers=1, image_layers=1, gating=gating,
+        tag_layers=1, image_layers=1, gating=gating, tag_bias=tag_bias,
     )  # fmt: skip
     model = build_model(config)
+    if model.tag_bias is not None:
+        model.tag_bias.start_from(torch.linspace(0.02, 0.98, VOCAB))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.normal_(0.0, 0.5)
@@ -156,6 +160,30 @@ def test_padded_wrapper_matches_eager_without_exporting(gating):
     assert wrapper.output_names == ["final", "tag", "image", "alpha"][: 4 if gating else 3]
     for name, tensor in zip(wrapper.output_names, got, strict=True):
         assert torch.allclose(tensor, torch.from_numpy(want[name]), atol=1e-6), name
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_padded_wrapper_keeps_the_tag_bias(architecture):
+    model = small_model(architecture, seed=4, tag_bias=True)
+    inputs = ragged_inputs([3, 8, 1, 0], 9, seed=5)
+    wrapper = PaddedModel(model)
+    images = [inputs["images"]] if model.uses_images else []
+    got = wrapper(*images, inputs["tags"], inputs["padding_mask"])
+    want = eager(model, inputs)
+    for name, tensor in zip(wrapper.output_names, got, strict=True):
+        assert torch.allclose(tensor, torch.from_numpy(want[name]), atol=1e-6), name
+
+
+def test_onnx_export_keeps_the_tag_bias(tmp_path):
+    model = small_model("ff", seed=6, tag_bias=True)
+    ckpt = write_checkpoint(model, tmp_path / "ff-bias.ckpt")
+    run = runner(export_model(ckpt, "onnx", tmp_path / "ff-bias.onnx"))
+    inputs = ragged_inputs([5, 2, 7], 8, seed=9)
+    got, want = run(inputs), eager(model, inputs)
+    real = ~inputs["padding_mask"].numpy()
+    assert np.abs(got["final"] - want["final"])[real].max() <= 1e-5
+    unbiased = small_model("ff", seed=6)  # same weights, no bias: the bias is in the graph
+    assert np.abs(got["final"] - eager(unbiased, inputs)["final"])[real].max() > 0.05
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -234,3 +234,57 @@ def test_encoder_computes_what_torch_transformer_encoder_computes():
     fused = stream.attend(packing.pack(x), regions, packing)
     mha_out, _ = stream.attention(x, regions, regions, need_weights=False)
     assert torch.allclose(packing.unpack(fused)[~mask], mha_out[~mask], atol=1e-5)
+
+
+# Which logits each architecture returns: the tag bias is added to every one of them.
+LOGITS = {
+    "magneto": ("tag_logits", "image_logits"),
+    "ff": ("tag_logits",),
+    "tf-t": ("tag_logits",),
+    "tf-it": ("image_logits",),
+}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_tag_bias_adds_each_tags_counted_log_odds_to_its_logits(arch):
+    torch.manual_seed(1)
+    plain = build_model(ModelConfig(architecture=arch, vocab_size=20)).eval()
+    biased = build_model(ModelConfig(architecture=arch, vocab_size=20, tag_bias=True)).eval()
+    missing, unexpected = biased.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["tag_bias.logit.weight"] and not unexpected
+    images, tags, mask = _inputs()
+    with torch.no_grad():
+        before = biased(images, tags, mask)  # a fresh bias is 0: nothing changes
+        rates = torch.rand(20) * 0.9 + 0.05
+        biased.tag_bias.start_from(rates)
+        want, got = plain(images, tags, mask), biased(images, tags, mask)
+    log_odds = torch.log(rates / (1 - rates))
+    for name in LOGITS[arch]:
+        assert torch.allclose(getattr(before, name), getattr(want, name), atol=1e-6)
+        shift = getattr(got, name) - getattr(want, name)
+        assert torch.allclose(shift[~mask], log_odds[tags[~mask]], atol=1e-5), name
+        assert (getattr(got, name)[mask] == 0).all()  # padding still gets nothing
+    assert torch.allclose(got.final[~mask], got.final[~mask].clamp(0, 1))
+    assert not torch.allclose(got.final[~mask], want.final[~mask])
+
+
+def test_tag_bias_needs_one_rate_per_tag():
+    model = build_model(ModelConfig(architecture="ff", vocab_size=20, tag_bias=True))
+    with pytest.raises(ValueError, match="one rate per vocabulary tag \\(20\\)"):
+        model.tag_bias.start_from(torch.full((21,), 0.5))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_fresh_tag_bias_model_scores_exactly_the_counted_rates(arch):
+    model = build_model(ModelConfig(architecture=arch, vocab_size=20, tag_bias=True)).eval()
+    rates = torch.rand(20) * 0.9 + 0.05
+    model.tag_bias.start_from(rates)
+    images, tags, mask = _inputs()
+    with torch.no_grad():
+        out = model(images, tags, mask)
+    assert torch.allclose(out.final[~mask], rates[tags[~mask]], atol=1e-6)
+    model.train()
+    out = model(images, tags, mask)
+    out.final[~mask].sum().backward()
+    heads = [m for n, m in model.named_modules() if n.split(".")[-1] == "head"]
+    assert heads and all(h.weight.grad.abs().sum() > 0 for h in heads)  # the heads do learn

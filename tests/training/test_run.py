@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -426,3 +427,46 @@ def test_pretrain_epochs_from_the_command_line_win_over_the_config_file(
     missing[missing.index(str(data))] = str(tmp_path / "only")
     assert main(missing) == 1
     assert "pass --pretrain-sources train" in capsys.readouterr().err
+
+
+def test_tag_bias_starts_at_each_tags_counted_rate_and_pretraining_has_none(
+    tiny_data, tmp_path, capsys
+):
+    """``--tag-bias``: each tag's logit starts at the log-odds of (k + 2 r) / (n + 2), counted
+    here by hand from train.csv; pre-training (no importance labels) builds no bias, and its
+    command line refuses the flag in one line."""
+    data, images = tiny_data
+    out = tmp_path / "ff"
+    flags = config_flags(data, images, out, "--model", "ff", "--tag-bias", "--epochs", "1")
+    assert main(["train", *flags, "--lr", "1e-9"]) == 0  # a step this small keeps the start
+    ckpt = load_checkpoint(out / "latest.ckpt")
+    assert ckpt.model_config.tag_bias
+    counts: dict[str, list[int]] = {}
+    for record in read_annotations(data / "train.csv"):
+        for tag, label in zip(record.tags, record.labels or [], strict=True):
+            counts.setdefault(tag, [0, 0])[0] += 1
+            counts[tag][1] += int(label)
+    rate = sum(k for _, k in counts.values()) / sum(n for n, _ in counts.values())
+    logits = ckpt.model_state["tag_bias.logit.weight"][:, 0]
+    words = ckpt.vocabulary.words
+    for index, word in enumerate(words):
+        n, k = counts.get(word, (0, 0))
+        p = (k + 2 * rate) / (n + 2)
+        assert abs(float(logits[index]) - math.log(p / (1 - p))) < 1e-4, word
+    assert float(logits[len(words)]) == 0.0  # the padding row
+    assert len({round(float(x), 3) for x in logits[: len(words)]}) > 3  # not one constant
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  tag_bias: true\n")
+    pre = tmp_path / "pre"
+    argv = ["pretrain", "--config", str(config), *config_flags(data, images, pre)]
+    assert main([*argv, "--epochs", "1"]) == 0
+    pretrained = load_checkpoint(pre / "latest.ckpt")
+    assert not pretrained.model_config.tag_bias
+    assert not any(name.startswith("tag_bias.") for name in pretrained.model_state)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", *config_flags(data, images, tmp_path / "pre2"), "--tag-bias"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--tag-bias" in err[-1] and "train" in err[-1]
