@@ -57,7 +57,7 @@ class TagBias(nn.Module):
     9 times). Started at the counted log-odds (:meth:`start_from`), each tag's score starts
     from its counted rate, moved by what the rest of the network adds. (Starting the per-tag
     heads at 0 as well, so that a fresh model scores exactly tag-prior, made MAGNeto stop at
-    the prior: its validation F1 fell for the first epochs and early stopping ended the run.)
+    the prior: validation F1 never passed its first epoch's, and early stopping ended the run.)
     Starts at 0 (no effect) until then; the padding row stays 0.
     """
 
