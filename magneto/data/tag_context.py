@@ -22,8 +22,16 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+SMOOTH = 2.0  # pseudo-count pulling a rarely seen tag's rate towards the overall rate
+
+
+def _smoothed(k: np.ndarray, n: np.ndarray, rate: float, smooth: float) -> np.ndarray:
+    """``(k + smooth * rate) / (n + smooth)``: tag-prior's score, in one place."""
+    return (k + smooth * rate) / (n + smooth)
+
+
 def smoothed_rates(
-    concept: np.ndarray, label: np.ndarray, vocab_size: int, smooth: float = 2.0
+    concept: np.ndarray, label: np.ndarray, vocab_size: int, smooth: float = SMOOTH
 ) -> np.ndarray:
     """Each vocabulary tag's rate of being important, ``(k + smooth * r) / (n + smooth)`` with
     ``r`` the overall rate: a tag seen ``n`` times, ``k`` of them important, is pulled towards
@@ -31,7 +39,7 @@ def smoothed_rates(
     n = np.bincount(concept, minlength=vocab_size).astype(float)
     k = np.bincount(concept, label, minlength=vocab_size)
     rate = float(np.mean(label)) if len(label) else 0.5
-    return (k + smooth * rate) / (n + smooth)
+    return _smoothed(k, n, rate, smooth)
 
 
 class TagPositions:
@@ -66,7 +74,7 @@ class TagPositions:
 class TagContext:
     """Statistics of the training tags, turned into features of any item's tags."""
 
-    def __init__(self, train: TagPositions, vocab_size: int, smooth: float = 2.0):
+    def __init__(self, train: TagPositions, vocab_size: int, smooth: float = SMOOTH):
         self.v, self.smooth, self.items = vocab_size, smooth, train.items
         self.n = np.bincount(train.concept, minlength=vocab_size).astype(float)
         self.k = np.bincount(train.concept, train.label, minlength=vocab_size)
@@ -106,7 +114,7 @@ class TagContext:
     def prior(self, flat: TagPositions) -> np.ndarray:
         """Each position's concept's smoothed rate of being important in training."""
         c = flat.concept
-        return (self.k[c] + self.smooth * self.rate) / (self.n[c] + self.smooth)
+        return _smoothed(self.k[c], self.n[c], self.rate, self.smooth)
 
     def state(self) -> dict[str, np.ndarray]:
         """Everything :meth:`from_state` needs, as plain arrays (saved without pickle)."""
