@@ -9,6 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from magneto.config import ConfigError, RunConfig
+from magneto.data.items import EncodedItem
 from magneto.infer.checkpoint import load_checkpoint
 from magneto.train.run_data import data_dir
 from magneto.train.stage import Stage, StageRun, run_stage
@@ -30,6 +31,10 @@ class SupervisedStage(Stage):
 
     name = "train"
 
+    def __init__(self) -> None:
+        # train.csv as the tag bias's start read it, so that datasets() need not read it again.
+        self._train_items: list[EncodedItem] | None = None
+
     def configure(self, config: RunConfig) -> RunConfig:
         if config.model.gating is False:
             raise ConfigError("gating: false is the pre-training model; use magneto pretrain")
@@ -39,7 +44,8 @@ class SupervisedStage(Stage):
         if run.config.init_from:
             self._transfer(run, run.config.init_from)
         if run.model.tag_bias is not None:
-            start_tag_bias(run.model.tag_bias, data_dir(run.config) / "train.csv", run.vocabulary)
+            train_file = data_dir(run.config) / "train.csv"
+            self._train_items = start_tag_bias(run.model.tag_bias, train_file, run.vocabulary)
 
     def _transfer(self, run: StageRun, init_from: str) -> None:
         source = load_checkpoint(init_from)
@@ -51,7 +57,10 @@ class SupervisedStage(Stage):
         )
 
     def datasets(self, run: StageRun) -> tuple[Dataset, Dataset]:
-        return supervised_datasets(run.config, run.vocabulary, run.model, run.device, run.dist_info)
+        items, self._train_items = self._train_items, None
+        return supervised_datasets(
+            run.config, run.vocabulary, run.model, run.device, run.dist_info, items
+        )
 
 
 def run_training(config: RunConfig, *, resume: bool = False) -> TrainResult:
