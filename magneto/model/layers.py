@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from magneto.model.attention import attention
 from magneto.model.dropout import Dropout
 from magneto.model.packing import Packing
 
@@ -48,13 +49,7 @@ class EncoderLayer(nn.Module):
         qkv = packing.unpack(F.linear(x, attn.in_proj_weight, attn.in_proj_bias))
         q, k, v = (_heads(t, packing.batch, packing.length, self.heads) for t in qkv.chunk(3, -1))
         keep = ~packing.padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=keep,
-            dropout_p=self.attention_dropout if self.training else 0.0,
-        )
+        out = attention(q, k, v, keep, self.attention_dropout, self.training)
         return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
     def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
@@ -116,9 +111,7 @@ class ImageStream(nn.Module):
         q = _heads(packing.unpack(F.linear(embedded, w_q, b_q)), batch, packing.length, self.heads)
         k = _heads(F.linear(regions, w_k, b_k), batch, n_regions, self.heads)
         v = _heads(F.linear(regions, w_v, b_v), batch, n_regions, self.heads)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attention_dropout if self.training else 0.0
-        )
+        out = attention(q, k, v, None, self.attention_dropout, self.training)
         return F.linear(packing.pack(_merge(out)), attn.out_proj.weight, attn.out_proj.bias)
 
     def attention_weights(
@@ -126,7 +119,7 @@ class ImageStream(nn.Module):
     ) -> torch.Tensor:
         """How much each tag looked at each region: ``(B, L, R)``, averaged over the heads (each
         row sums to 1; 0 at padded positions). Computed only when an explanation is asked
-        for: the forward pass itself uses fused attention, which keeps no weights."""
+        for: the forward pass keeps no weights (see :mod:`magneto.model.attention`)."""
         attn = self.attention
         w_q, w_k, _ = attn.in_proj_weight.chunk(3)
         b_q, b_k, _ = attn.in_proj_bias.chunk(3)
