@@ -27,8 +27,9 @@ def attention(
     training: bool = False,
 ) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d)) v`` over the keys where ``keep`` is True (broadcast to
-    ``(B, heads, Lq, Lk)``; every query must keep at least one key), weights dropped with
-    probability ``dropout`` while ``training``."""
+    ``(B, heads, Lq, Lk)``), weights dropped with probability ``dropout`` while ``training``.
+    Masked scores are float32's lowest value rather than -inf, so that a query with no key
+    left (only an item without tags has one) gets finite weights instead of NaN."""
     p = dropout if training else 0.0
     if p <= 0.0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
@@ -36,6 +37,6 @@ def attention(
         scores = q.float() @ k.float().transpose(-2, -1)
         scores = scores.mul_(q.shape[-1] ** -0.5)
         if keep is not None:
-            scores = scores.masked_fill_(~keep, float("-inf"))
+            scores = scores.masked_fill_(~keep, torch.finfo(torch.float32).min)
         weights = fast_dropout(torch.softmax(scores, dim=-1), p)
         return (weights @ v.float()).to(q.dtype)

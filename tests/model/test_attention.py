@@ -85,3 +85,13 @@ def test_large_scores_give_finite_outputs_and_gradients(dtype):
     out.float().sum().backward()
     for tensor in (out, q.grad, k.grad, v.grad):
         assert torch.isfinite(tensor).all()
+
+
+def test_a_query_with_every_key_masked_stays_finite():
+    q, k, v, _ = _inputs()
+    keep = torch.ones(3, 1, 1, 5, dtype=torch.bool)
+    keep[2] = False  # item 2 has no key at all
+    q.requires_grad_()
+    out = attention(q, k, v, keep, 0.1, True)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(q.grad).all()
