@@ -11,7 +11,8 @@ time is recorded.
 ``--models`` adds variants: MAGNeto pre-trained on the training items' tags
 (``magneto pretrain --pretrain-sources train``, then ``--init-from``), and MAGNeto, TF-t or FF
 with ``--embeddings word2vec`` (tag vectors learnt from the training items' tag lists), and FF
-or MAGNeto with ``--tag-bias`` (a learned per-tag logit started at the counted rate).
+or MAGNeto with ``--tag-bias`` (a learned per-tag logit started at the counted rate), FF with
+it and TAD off.
 Results go to ``WORKDIR/learning_curves.json`` (a finished point is not redone when the script
 is run again), a Markdown table to stdout and ``WORKDIR/learning_curves.png`` (log x). Usage:
     python experiments/learning_curves.py --profile large-scale [--sizes 1000 3000 10000 30000]
@@ -38,6 +39,9 @@ RANDOM = ["--embeddings", "none"]  # a random tag embedder, whatever the config 
 WORD2VEC = ["--embeddings", "word2vec"]  # Word2Vec on the training (and unlabeled) tag lists
 PLAIN = ["--no-tag-bias"]  # likewise: no per-tag logit unless the arm's name says so
 BIAS = ["--tag-bias"]  # a learned per-tag logit started at the counted rate (tag-prior's)
+# TAD off: its added tags are drawn uniformly from the vocabulary and labelled 0, which a model
+# that sees each tag alone (FF) can only learn as lower rates, the rarest tags' lowest.
+NO_TAD = ["--tad-add", "0", "--tad-drop", "0"]
 MODELS = {
     "MAGNeto + aux": ["--model", "magneto", *RANDOM, *PLAIN],
     "TF-t": ["--model", "tf-t", *RANDOM, *PLAIN],
@@ -47,6 +51,7 @@ MODELS = {
     "TF-t, word2vec": ["--model", "tf-t", *WORD2VEC, *PLAIN],
     "FF, word2vec": ["--model", "ff", *WORD2VEC, *PLAIN],
     "FF, tag bias": ["--model", "ff", *RANDOM, *BIAS],
+    "FF, tag bias, no TAD": ["--model", "ff", *RANDOM, *BIAS, *NO_TAD],
     "MAGNeto + aux, word2vec, tag bias": ["--model", "magneto", *WORD2VEC, *BIAS],
 }
 DEFAULT_MODELS = ("MAGNeto + aux", "TF-t", "FF")
