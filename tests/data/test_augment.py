@@ -112,3 +112,19 @@ def test_sample_absent_and_outliers():
     tags, flags = add_outliers([4, 7], 3, 50, rng)
     assert tags[:2] == [4, 7] and flags == [False, False, True, True, True]
     assert not set(tags[2:]) & {4, 7}
+
+
+def test_added_tags_are_drawn_uniformly_whatever_their_frequency():
+    """Why FF is trained without TAD in the learning curves' 'no TAD' arm (docs/results.md):
+    every absent vocabulary tag is as likely to be added, so a rare tag gets as many added
+    negatives as a common one. Checked on both sampling branches (rejection and setdiff)."""
+    rng = np.random.default_rng(3)
+    for k in (2, 30):  # 2 * 4 < 57: rejection sampling; 30 * 4 >= 57: choice over the rest
+        counts = np.zeros(60)
+        draws = 6000 if k == 2 else 600
+        for _ in range(draws):
+            counts[sample_absent({0, 1, 2}, 60, k, rng)] += 1
+        assert counts[:3].sum() == 0
+        expected = draws * k / 57
+        # Binomial sd is about sqrt(expected); every tag within 5 sd of the same count.
+        assert np.abs(counts[3:] - expected).max() < 5 * math.sqrt(expected)
