@@ -18,6 +18,20 @@ import torch.nn.functional as F
 from magneto.model.dropout import fast_dropout
 
 
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d))`` in float32 over the keys where ``keep`` is True: the
+    weights the CPU training path drops and the explanations read. Masked scores are float32's
+    lowest value rather than -inf, so that a query with no key left (only an item without tags
+    has one) gets finite weights instead of NaN."""
+    with torch.autocast(q.device.type, enabled=False):
+        scores = (q.float() @ k.float().transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
+        if keep is not None:
+            scores = scores.masked_fill_(~keep, torch.finfo(torch.float32).min)
+        return torch.softmax(scores, dim=-1)
+
+
 def attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -27,16 +41,10 @@ def attention(
     training: bool = False,
 ) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d)) v`` over the keys where ``keep`` is True (broadcast to
-    ``(B, heads, Lq, Lk)``), weights dropped with probability ``dropout`` while ``training``.
-    Masked scores are float32's lowest value rather than -inf, so that a query with no key
-    left (only an item without tags has one) gets finite weights instead of NaN."""
+    ``(B, heads, Lq, Lk)``), weights dropped with probability ``dropout`` while ``training``."""
     p = dropout if training else 0.0
     if p <= 0.0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
+    weights = fast_dropout(attention_weights(q, k, keep), p)
     with torch.autocast("cpu", enabled=False):
-        scores = q.float() @ k.float().transpose(-2, -1)
-        scores = scores.mul_(q.shape[-1] ** -0.5)
-        if keep is not None:
-            scores = scores.masked_fill_(~keep, torch.finfo(torch.float32).min)
-        weights = fast_dropout(torch.softmax(scores, dim=-1), p)
         return (weights @ v.float()).to(q.dtype)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magneto.model.attention import attention
+from magneto.model.attention import attention, attention_weights
 from magneto.model.dropout import Dropout
 from magneto.model.packing import Packing
 
@@ -126,8 +126,7 @@ class ImageStream(nn.Module):
         batch, n_regions = regions.shape[:2]
         q = _heads(packing.unpack(F.linear(embedded, w_q, b_q)), batch, packing.length, self.heads)
         k = _heads(F.linear(regions, w_k, b_k), batch, n_regions, self.heads)
-        scores = (q.float() @ k.float().transpose(-2, -1)) * q.shape[-1] ** -0.5
-        weights = torch.softmax(scores, dim=-1).mean(dim=1)
+        weights = attention_weights(q, k).mean(dim=1)
         return weights.masked_fill(packing.padding_mask[:, :, None], 0.0)
 
     def forward(
